@@ -1,0 +1,604 @@
+"""Asynchronous JSON-RPC client for Litecoin Core / Bitcoin Core daemons.
+
+`DaemonClient` is an async context manager that owns one `aiohttp.ClientSession`. It limits the
+number of concurrent requests, retries transport failures and warm-up answers (-28) with bounded
+exponential backoff, and fails over between several daemons, remembering the one that works.
+Errors the daemon itself returns (bad parameter, unknown block, ...) are never retried.
+
+Every error is a `DaemonError`; its subclasses tell why:
+
+* `DaemonUnreachable` -- no usable answer: connection refused or reset, timeout, HTTP 5xx without a
+  JSON body (for example "Work queue depth exceeded"). `DaemonTimeout` is the timeout case.
+* `DaemonWarmingUp` -- the daemon answered -28 (loading block index, verifying blocks, ...).
+* `DaemonAuthError` -- HTTP 401/403: wrong rpcuser/rpcpassword or rpcallowip. Not retried.
+* plain `DaemonError` -- the daemon answered with a JSON-RPC error; `.code` holds its code.
+
+Amounts are money: JSON numbers with a fraction are parsed as `decimal.Decimal`, never float.
+Decimal parameters are sent as decimal strings, which Core accepts wherever it takes an amount.
+
+Modelled on electrumx ``server/daemon.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal, Inexact, localcontext
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+import aiohttp
+from yarl import URL
+
+logger = logging.getLogger(__name__)
+
+SATOSHIS_PER_COIN = 100_000_000
+
+#: `getblocktemplate` must name both rule sets on Litecoin Core 0.21.2 (it refuses "segwit" alone).
+GBT_RULES: tuple[str, ...] = ("mweb", "segwit")
+
+RPC_IN_WARMUP = -28
+RPC_METHOD_NOT_FOUND = -32601
+
+T = TypeVar("T")
+
+
+# --------------------------------------------------------------------------------------------------
+# Errors
+
+
+class DaemonError(Exception):
+    """An RPC call failed. `code` is the JSON-RPC error code when the daemon sent one."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: int | None = None,
+        method: str | None = None,
+        url: str | None = None,
+        http_status: int | None = None,
+        attempts: int = 1,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.method = method
+        self.url = url
+        self.http_status = http_status
+        self.attempts = attempts
+
+    def __str__(self) -> str:
+        where = " ".join(part for part in (self.method, f"at {self.url}" if self.url else None) if part)
+        code = f" (code {self.code})" if self.code is not None else ""
+        return f"{where}: {self.message}{code}" if where else f"{self.message}{code}"
+
+    def _with_attempts(self, attempts: int, elapsed: float) -> Self:
+        """A copy of this error saying how long we tried."""
+        return type(self)(
+            f"{self.message} (gave up after {attempts} attempts in {elapsed:.2f}s)",
+            code=self.code,
+            method=self.method,
+            url=self.url,
+            http_status=self.http_status,
+            attempts=attempts,
+        )
+
+
+class DaemonUnreachable(DaemonError):
+    """No usable answer from the daemon (transport failure, timeout, non-JSON HTTP 5xx)."""
+
+
+class DaemonTimeout(DaemonUnreachable):
+    """The daemon did not answer within the request timeout."""
+
+
+class DaemonWarmingUp(DaemonError):
+    """The daemon answered -28: it is starting up and not ready for RPC yet."""
+
+
+class DaemonAuthError(DaemonError):
+    """HTTP 401/403: the daemon refused our credentials or our address."""
+
+
+# --------------------------------------------------------------------------------------------------
+# Money and JSON
+
+
+def coins_to_satoshis(amount: Decimal | int) -> int:
+    """Convert an amount in coins to integer satoshis, exactly.
+
+    Raises TypeError for floats (and bools) and ValueError for non-finite amounts or fractions of
+    a satoshi.
+    """
+    if isinstance(amount, bool) or not isinstance(amount, (Decimal, int)):
+        raise TypeError(f"amount must be a Decimal or int, not {type(amount).__name__}")
+    if isinstance(amount, int):
+        return amount * SATOSHIS_PER_COIN
+    if not amount.is_finite():
+        raise ValueError(f"amount is not a finite number: {amount}")
+    with localcontext() as context:
+        context.prec = 60
+        context.traps[Inexact] = True
+        satoshis = amount.scaleb(8)
+        if satoshis != satoshis.to_integral_value():
+            raise ValueError(f"{amount} is not a whole number of satoshis")
+        return int(satoshis)
+
+
+def satoshis_to_coins(satoshis: int) -> Decimal:
+    """Convert integer satoshis to a Decimal amount in coins with eight decimal places."""
+    if isinstance(satoshis, bool) or not isinstance(satoshis, int):
+        raise TypeError(f"satoshis must be an int, not {type(satoshis).__name__}")
+    return Decimal(satoshis).scaleb(-8)
+
+
+def _json_default(value: object) -> object:
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            raise ValueError(f"cannot send a non-finite amount: {value}")
+        return format(value, "f")
+    raise TypeError(f"cannot send a {type(value).__name__} in a JSON-RPC request")
+
+
+def encode_json(payload: object) -> bytes:
+    """Serialise a JSON-RPC payload. Decimals become decimal strings (Core accepts those as amounts)."""
+    return json.dumps(payload, default=_json_default, separators=(",", ":")).encode()
+
+
+def decode_json(raw: bytes | str) -> Any:
+    """Parse a daemon answer; numbers with a fraction or exponent become Decimal."""
+    return json.loads(raw, parse_float=Decimal)
+
+
+def rpc_error_from_reply(
+    error: object, *, method: str | None, url: str | None, http_status: int | None = None
+) -> DaemonError:
+    """Build the exception for the ``error`` member of a JSON-RPC reply."""
+    if isinstance(error, dict):
+        code = error.get("code")
+        code = code if isinstance(code, int) and not isinstance(code, bool) else None
+        message = str(error.get("message", error))
+    else:
+        code, message = None, str(error)
+    kind = DaemonWarmingUp if code == RPC_IN_WARMUP else DaemonError
+    return kind(message, code=code, method=method, url=url, http_status=http_status)
+
+
+# --------------------------------------------------------------------------------------------------
+# Endpoints
+
+
+@dataclass(frozen=True)
+class DaemonEndpoint:
+    """One daemon: its URL without credentials, plus the credentials."""
+
+    url: str
+    user: str = ""
+    password: str = field(default="", repr=False)
+
+    @classmethod
+    def parse(cls, url: str, *, user: str | None = None, password: str | None = None) -> DaemonEndpoint:
+        """Accept ``http://user:pass@host:port/path``; explicit user/password override the URL's."""
+        parsed = URL(url)
+        if parsed.scheme not in ("http", "https"):
+            raise ValueError(f"daemon URL must start with http:// or https://: {cls._redact(parsed)}")
+        if not parsed.host:
+            raise ValueError(f"daemon URL has no host: {cls._redact(parsed)}")
+        bare = parsed.with_user(None)
+        if not bare.path:
+            bare = bare.with_path("/")
+        return cls(
+            url=str(bare),
+            user=user if user is not None else (parsed.user or ""),
+            password=password if password is not None else (parsed.password or ""),
+        )
+
+    @staticmethod
+    def _redact(url: URL) -> str:
+        return str(url.with_password(None)) if url.password else str(url)
+
+    @property
+    def logged_url(self) -> str:
+        """The URL with the user name but never the password, for logs and errors."""
+        url = URL(self.url)
+        return str(url.with_user(self.user)) if self.user else str(url)
+
+    @property
+    def auth(self) -> aiohttp.BasicAuth | None:
+        return aiohttp.BasicAuth(self.user, self.password) if (self.user or self.password) else None
+
+
+@dataclass(frozen=True)
+class DaemonReply:
+    """What one daemon answered to `DaemonClient.call_all`: a result or an error."""
+
+    endpoint: DaemonEndpoint
+    result: Any = None
+    error: DaemonError | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass
+class _EndpointState:
+    endpoint: DaemonEndpoint
+    failing: bool = False
+    failures: int = 0
+
+
+# --------------------------------------------------------------------------------------------------
+# Client
+
+
+class DaemonClient:
+    """JSON-RPC client over one or more daemons; use as ``async with DaemonClient([...]) as daemon``.
+
+    Retries apply to transport failures and -28 warm-up only, bounded by `max_attempts` and by
+    `retry_max_time` seconds. With several daemons a failure moves to the next one at once; a
+    backoff sleep happens only after every daemon has failed in turn. The daemon that answered last
+    stays the active one.
+
+    Long-poll `getblocktemplate` calls use `longpoll_timeout`, do not count against
+    `max_concurrent_requests` (they sit idle for minutes) and are not retried on timeout: the caller
+    simply polls again. Each one still occupies one of the daemon's ``-rpcthreads`` (default 4).
+    """
+
+    def __init__(
+        self,
+        urls: str | DaemonEndpoint | Sequence[str | DaemonEndpoint],
+        *,
+        max_concurrent_requests: int = 8,
+        request_timeout: float = 30.0,
+        connect_timeout: float = 5.0,
+        longpoll_timeout: float = 600.0,
+        max_attempts: int = 10,
+        retry_initial_delay: float = 0.25,
+        retry_max_delay: float = 4.0,
+        retry_max_time: float = 30.0,
+    ) -> None:
+        if isinstance(urls, (str, DaemonEndpoint)):
+            urls = [urls]
+        endpoints = [u if isinstance(u, DaemonEndpoint) else DaemonEndpoint.parse(u) for u in urls]
+        if not endpoints:
+            raise ValueError("DaemonClient needs at least one daemon URL")
+        if max_concurrent_requests < 1 or max_attempts < 1:
+            raise ValueError("max_concurrent_requests and max_attempts must be at least 1")
+        self._states = [_EndpointState(endpoint) for endpoint in endpoints]
+        self._active_index = 0
+        self._semaphore = asyncio.Semaphore(max_concurrent_requests)
+        self._request_timeout = request_timeout
+        self._connect_timeout = connect_timeout
+        self._longpoll_timeout = longpoll_timeout
+        self._max_attempts = max_attempts
+        self._retry_initial_delay = retry_initial_delay
+        self._retry_max_delay = retry_max_delay
+        self._retry_max_time = retry_max_time
+        self._session: aiohttp.ClientSession | None = None
+        self._ids = itertools.count(1)
+        #: Counters for monitoring and tests.
+        self.requests_sent = 0
+        self.failover_count = 0
+        self.in_flight = 0
+        self.peak_in_flight = 0
+        for number, endpoint in enumerate(endpoints, 1):
+            logger.info("daemon #%d at %s%s", number, endpoint.logged_url, "" if number > 1 else " (active)")
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        # limit=0: the semaphore bounds ordinary requests, long polls are bounded by their callers.
+        self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    # -- introspection -----------------------------------------------------------------------------
+
+    @property
+    def endpoints(self) -> list[DaemonEndpoint]:
+        return [state.endpoint for state in self._states]
+
+    @property
+    def active_endpoint(self) -> DaemonEndpoint:
+        """The daemon the next `call` goes to: the one that answered last."""
+        return self._states[self._active_index].endpoint
+
+    # -- public calls ------------------------------------------------------------------------------
+
+    async def call(self, method: str, *params: Any, timeout: float | None = None) -> Any:
+        """Call `method` on the active daemon (failing over as needed) and return its result."""
+        request_id = next(self._ids)
+        body = encode_json({"jsonrpc": "1.0", "id": request_id, "method": method, "params": list(params)})
+
+        def unwrap(reply: Any, endpoint: DaemonEndpoint) -> Any:
+            return self._unwrap(reply, method, endpoint)
+
+        return await self._request(method, body, unwrap, timeout=timeout or self._request_timeout)
+
+    async def call_all(self, method: str, *params: Any, timeout: float | None = None) -> list[DaemonReply]:
+        """Send the same call to every configured daemon at once; one `DaemonReply` each, in order.
+
+        Each daemon gets its own retries (no failover). Used to submit a found block everywhere.
+        """
+        request_id = next(self._ids)
+        body = encode_json({"jsonrpc": "1.0", "id": request_id, "method": method, "params": list(params)})
+
+        async def one(state: _EndpointState) -> DaemonReply:
+            def unwrap(reply: Any, endpoint: DaemonEndpoint) -> Any:
+                return self._unwrap(reply, method, endpoint)
+
+            try:
+                result = await self._request(
+                    method, body, unwrap, timeout=timeout or self._request_timeout, pinned=state
+                )
+            except DaemonError as error:
+                return DaemonReply(state.endpoint, error=error)
+            return DaemonReply(state.endpoint, result=result)
+
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(one(state)) for state in self._states]
+        return [task.result() for task in tasks]
+
+    async def batch(
+        self, calls: Sequence[tuple[str, Sequence[Any]]], *, return_errors: bool = False
+    ) -> list[Any]:
+        """Send several calls in one HTTP request; results come back in the order of `calls`.
+
+        An RPC error raises the first `DaemonError`, or with ``return_errors=True`` takes the
+        place of that call's result.
+        """
+        if not calls:
+            return []
+        first_id = next(self._ids)
+        ids = [first_id] + [next(self._ids) for _ in calls[1:]]
+        payload = [
+            {"jsonrpc": "1.0", "id": request_id, "method": method, "params": list(params)}
+            for request_id, (method, params) in zip(ids, calls, strict=True)
+        ]
+        label = f"batch of {len(calls)} ({calls[0][0]}, ...)"
+
+        def unwrap(reply: Any, endpoint: DaemonEndpoint) -> list[Any]:
+            if not isinstance(reply, list):
+                raise DaemonError("batch reply is not a JSON array", method=label, url=endpoint.logged_url)
+            by_id = {item.get("id"): item for item in reply if isinstance(item, dict)}
+            results: list[Any] = []
+            for request_id, (method, _params) in zip(ids, calls, strict=True):
+                item = by_id.get(request_id)
+                if item is None:
+                    raise DaemonError(f"no reply for {method} in batch", method=label, url=endpoint.logged_url)
+                error = item.get("error")
+                if not error:
+                    results.append(item.get("result"))
+                    continue
+                exception = rpc_error_from_reply(error, method=method, url=endpoint.logged_url)
+                if isinstance(exception, DaemonWarmingUp) or not return_errors:
+                    raise exception
+                results.append(exception)
+            return results
+
+        return await self._request(label, encode_json(payload), unwrap, timeout=self._request_timeout)
+
+    # -- convenience -------------------------------------------------------------------------------
+
+    async def getblocktemplate(self, longpollid: str | None = None) -> dict[str, Any]:
+        """A block template with the mweb and segwit rules; with `longpollid` this is a long poll
+        that returns when the daemon's tip (or, after a minute, its mempool) changes."""
+        request: dict[str, Any] = {"rules": list(GBT_RULES)}
+        if longpollid is None:
+            result = await self.call("getblocktemplate", request)
+        else:
+            request["longpollid"] = longpollid
+            method = "getblocktemplate"
+            body = encode_json({"jsonrpc": "1.0", "id": next(self._ids), "method": method, "params": [request]})
+
+            def unwrap(reply: Any, endpoint: DaemonEndpoint) -> Any:
+                return self._unwrap(reply, method, endpoint)
+
+            result = await self._request(
+                "getblocktemplate (long poll)",
+                body,
+                unwrap,
+                timeout=self._longpoll_timeout,
+                limited=False,
+                retry_timeouts=False,
+            )
+        return dict(result)
+
+    async def submitblock(self, block_hex: str) -> str | None:
+        """None when accepted, else Core's reason string (``duplicate`` and ``inconclusive`` are not
+        rejections)."""
+        result = await self.call("submitblock", block_hex)
+        return None if result is None else str(result)
+
+    async def getblockhash(self, height: int) -> str:
+        return str(await self.call("getblockhash", height))
+
+    async def getbestblockhash(self) -> str:
+        return str(await self.call("getbestblockhash"))
+
+    async def getblockcount(self) -> int:
+        return int(await self.call("getblockcount"))
+
+    async def validateaddress(self, address: str) -> dict[str, Any]:
+        return dict(await self.call("validateaddress", address))
+
+    async def getblockchaininfo(self) -> dict[str, Any]:
+        return dict(await self.call("getblockchaininfo"))
+
+    async def getnetworkinfo(self) -> dict[str, Any]:
+        return dict(await self.call("getnetworkinfo"))
+
+    async def getconnectioncount(self) -> int:
+        return int(await self.call("getconnectioncount"))
+
+    # -- machinery ---------------------------------------------------------------------------------
+
+    def _require_session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            raise RuntimeError("DaemonClient is not open: use 'async with DaemonClient(...) as daemon'")
+        return self._session
+
+    @staticmethod
+    def _unwrap(reply: Any, method: str, endpoint: DaemonEndpoint) -> Any:
+        if not isinstance(reply, dict) or not ("result" in reply or "error" in reply):
+            raise DaemonError("reply is not a JSON-RPC response", method=method, url=endpoint.logged_url)
+        error = reply.get("error")
+        if error:
+            raise rpc_error_from_reply(error, method=method, url=endpoint.logged_url)
+        return reply.get("result")
+
+    async def _post(self, state: _EndpointState, method: str, body: bytes, timeout: float, limited: bool) -> Any:
+        """One HTTP round trip; returns the decoded JSON or raises a DaemonError subclass."""
+        session = self._require_session()
+        endpoint = state.endpoint
+        url = endpoint.logged_url
+        client_timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=min(self._connect_timeout, timeout))
+        guard = self._semaphore if limited else contextlib.nullcontext()
+        async with guard:
+            if limited:
+                self.in_flight += 1
+                self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+            self.requests_sent += 1
+            try:
+                async with session.post(
+                    endpoint.url,
+                    data=body,
+                    auth=endpoint.auth,
+                    timeout=client_timeout,
+                    headers={"Content-Type": "application/json"},
+                ) as response:
+                    raw = await response.read()
+                    status, reason, content_type = response.status, response.reason, response.content_type
+            except TimeoutError as error:
+                raise DaemonTimeout(f"no answer within {timeout:g}s", method=method, url=url) from error
+            except (aiohttp.ClientError, OSError) as error:
+                raise DaemonUnreachable(_describe_transport_error(error), method=method, url=url) from error
+            finally:
+                if limited:
+                    self.in_flight -= 1
+
+        if status in (401, 403):
+            hint = "check rpcuser/rpcpassword" if status == 401 else "check rpcallowip"
+            raise DaemonAuthError(f"HTTP {status} {reason}: {hint}", method=method, url=url, http_status=status)
+        # Core sends RPC errors as JSON with HTTP 500 (or 404 for an unknown method).
+        if content_type == "application/json" or raw[:1] in (b"{", b"["):
+            try:
+                return decode_json(raw)
+            except ValueError as error:
+                raise DaemonUnreachable(
+                    f"HTTP {status}: invalid JSON ({error})", method=method, url=url, http_status=status
+                ) from error
+        text = raw.decode("utf-8", "replace").strip() or (reason or "")
+        if status >= 500:  # e.g. 503 "Work queue depth exceeded": transient
+            raise DaemonUnreachable(f"HTTP {status}: {text}", method=method, url=url, http_status=status)
+        raise DaemonError(f"HTTP {status}: {text}", method=method, url=url, http_status=status)
+
+    async def _request(
+        self,
+        method: str,
+        body: bytes,
+        unwrap: Callable[[Any, DaemonEndpoint], T],
+        *,
+        timeout: float,
+        limited: bool = True,
+        pinned: _EndpointState | None = None,
+        retry_timeouts: bool = True,
+    ) -> T:
+        """Send `body` with retries and failover; `pinned` fixes the daemon (no failover)."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        delay = self._retry_initial_delay
+        attempts = 0
+        failures_this_round = 0
+        while True:
+            state = pinned or self._states[self._active_index]
+            attempts += 1
+            try:
+                result = unwrap(await self._post(state, method, body, timeout, limited), state.endpoint)
+            except DaemonTimeout as error:
+                if not retry_timeouts:
+                    raise
+                self._note_failure(state, error)
+                last_error: DaemonError = error
+            except (DaemonUnreachable, DaemonWarmingUp) as error:
+                self._note_failure(state, error)
+                last_error = error
+            except DaemonError:
+                # The daemon answered; the call itself is wrong (or our credentials are). No retry.
+                self._note_answer(state)
+                raise
+            else:
+                self._note_answer(state)
+                return result
+
+            failures_this_round += 1
+            candidates = 1 if pinned is not None else len(self._states)
+            elapsed = loop.time() - started
+            if attempts >= self._max_attempts:
+                raise last_error._with_attempts(attempts, elapsed) from last_error
+            if candidates > 1:
+                self._fail_over(state)
+                if failures_this_round < candidates and elapsed < self._retry_max_time:
+                    continue  # another daemon has not been tried this round: try it at once
+            if elapsed + delay > self._retry_max_time:
+                raise last_error._with_attempts(attempts, elapsed) from last_error
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self._retry_max_delay)
+            failures_this_round = 0
+
+    def _note_failure(self, state: _EndpointState, error: DaemonError) -> None:
+        """Log a daemon's failure once per outage, not once per retry."""
+        state.failures += 1
+        if state.failing:
+            logger.debug("daemon %s still failing: %s", state.endpoint.logged_url, error.message)
+            return
+        state.failing = True
+        if isinstance(error, DaemonWarmingUp):
+            logger.warning("daemon %s is warming up: %s", state.endpoint.logged_url, error.message)
+        else:
+            logger.warning("daemon %s failed (%s): %s", state.endpoint.logged_url, error.method, error.message)
+
+    def _note_answer(self, state: _EndpointState) -> None:
+        if state.failing:
+            state.failing = False
+            logger.info("daemon %s is answering again", state.endpoint.logged_url)
+
+    def _fail_over(self, failed: _EndpointState) -> None:
+        """Make the daemon after `failed` the active one, unless another call already moved on."""
+        index = self._states.index(failed)
+        if index != self._active_index:
+            return
+        self._active_index = (index + 1) % len(self._states)
+        self.failover_count += 1
+        target = self._states[self._active_index]
+        log = logger.debug if target.failing else logger.warning
+        log("failing over from daemon %s to %s", failed.endpoint.logged_url, target.endpoint.logged_url)
+
+
+def _describe_transport_error(error: BaseException) -> str:
+    if isinstance(error, aiohttp.ServerDisconnectedError):
+        return "server disconnected"
+    if isinstance(error, aiohttp.ClientConnectorError):
+        return f"cannot connect ({error.os_error.strerror or error.os_error})"
+    if isinstance(error, ConnectionResetError):
+        return "connection reset"
+    return f"{type(error).__name__}: {error}"

@@ -1,0 +1,285 @@
+"""Share validation: the checks a submitted share goes through, cheapest first.
+
+1. canonical lowercase hex of exact length for extranonce2, ntime, nonce, version bits (20);
+2. the worker is authorized on this connection (24), the job is known to it (21);
+3. ntime within [template mintime, template curtime + ntime_future_s] (20);
+4. version bits only inside the negotiated mask (20);
+5. hash; duplicate by the resulting block hash, per chain tip (22);
+6. exact compare against the target of the difficulty the job was sent at (23);
+7. block check on every hashed share: stale and low-difficulty ones too.
+
+Pure code: no sockets, no clock, no database.  ``MinerState`` is what a connection
+knows; ``ShareValidator`` holds the jobs and the duplicate sets.
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from share_validator import hashing
+from share_validator.coins import Coin
+from share_validator.difficulty import difficulty_to_target
+from share_validator.errors import Reject, ShareRejected
+from share_validator.job import Job
+
+MAX_WORKER_LENGTH = 160
+MAX_JOB_ID_LENGTH = 64
+_HEX8 = re.compile("[0-9a-f]{8}").fullmatch
+_HEX_OF_SIZE = {size: re.compile(f"[0-9a-f]{{{2 * size}}}").fullmatch for size in range(1, 17)}
+
+
+class Difficulty:
+    """A Stratum difficulty with its exact target, computed once when it is set."""
+
+    __slots__ = ("value", "target")
+
+    def __init__(self, coin: Coin, value: float) -> None:
+        self.target = difficulty_to_target(coin.diff1_target, value)
+        self.value = float(value)
+
+    def __repr__(self) -> str:
+        return f"Difficulty({self.value!r})"
+
+
+class MinerState:
+    """What one connection has negotiated, and the difficulty each job was sent at."""
+
+    __slots__ = ("extranonce1", "extranonce2_size", "authorized", "version_mask", "job_difficulty", "max_jobs")
+
+    def __init__(self, extranonce1: bytes, extranonce2_size: int, *, max_jobs: int = 64) -> None:
+        self.extranonce1 = extranonce1
+        self.extranonce2_size = extranonce2_size
+        self.authorized: set[str] = set()
+        self.version_mask = 0
+        self.job_difficulty: dict[str, Difficulty] = {}
+        self.max_jobs = max_jobs
+
+    def job_sent(self, job_id: str, difficulty: Difficulty) -> None:
+        """Record that ``job_id`` went to this miner while ``difficulty`` was in force."""
+        jobs = self.job_difficulty
+        jobs.pop(job_id, None)
+        jobs[job_id] = difficulty
+        while len(jobs) > self.max_jobs:
+            del jobs[next(iter(jobs))]
+
+
+class ShareResult:
+    """The verdict on one share.  ``block`` is set whenever the share solves a block."""
+
+    __slots__ = (
+        "reject", "worker", "job", "credited_difficulty", "actual_difficulty", "header",
+        "pow_hash", "block_hash", "block", "extranonce2", "ntime", "nonce", "version",
+    )
+
+    def __init__(self, reject: Reject | None, worker: Any = None, job: Job | None = None) -> None:
+        self.reject = reject
+        self.worker = worker
+        self.job = job
+        self.credited_difficulty = 0.0
+        self.actual_difficulty = 0.0
+        self.header = self.pow_hash = self.block_hash = self.block = None
+        self.extranonce2 = None
+        self.ntime = self.nonce = self.version = 0
+
+    @property
+    def accepted(self) -> bool:
+        return self.reject is None
+
+    @property
+    def is_block(self) -> bool:
+        return self.block is not None
+
+    @property
+    def code(self) -> int | None:
+        return None if self.reject is None else int(self.reject.code)
+
+    @property
+    def reason(self) -> str | None:
+        return None if self.reject is None else self.reject.reason
+
+    @property
+    def block_hash_hex(self) -> str | None:
+        return None if self.block_hash is None else self.block_hash[::-1].hex()
+
+    def __repr__(self) -> str:
+        verdict = "accepted" if self.reject is None else f"rejected {self.code} {self.reason!r}"
+        block = f" block {self.block_hash_hex}" if self.block is not None else ""
+        return f"<ShareResult {verdict} diff {self.actual_difficulty:.6g}/{self.credited_difficulty:.6g}{block}>"
+
+
+class _Prepared:
+    """A share that passed the checks before hashing, with its header and block hash."""
+
+    __slots__ = ("result", "job", "difficulty", "extranonce1", "stale", "header", "block_hash")
+
+
+class ShareValidator:
+    """Jobs by id (current chain tip, plus the previous tip's as stale) and duplicate sets."""
+
+    def __init__(self, coin: Coin, *, ntime_future_s: int = 600, max_jobs_per_tip: int = 64) -> None:
+        self.coin = coin
+        self.ntime_future_s = ntime_future_s
+        self.max_jobs_per_tip = max_jobs_per_tip
+        self._diff1 = coin.diff1_target
+        self._scrypt = coin.algorithm.pow_code == hashing.POW_SCRYPT
+        self.jobs: dict[str, Job] = {}
+        self.stale_jobs: dict[str, Job] = {}
+        self._seen: dict[bytes, set[bytes]] = {}
+
+    # -- jobs ------------------------------------------------------------------------
+
+    def add_job(self, job: Job, clean: bool) -> None:
+        """A new job; ``clean`` (new chain tip) turns the current jobs into stale ones."""
+        if clean:
+            self.stale_jobs = self.jobs
+            self.jobs = {}
+        self.jobs[job.job_id] = job
+        while len(self.jobs) > self.max_jobs_per_tip:
+            oldest = next(iter(self.jobs))
+            self.stale_jobs[oldest] = self.jobs.pop(oldest)
+        live_tips = {j.prevhash for j in self.jobs.values()} | {j.prevhash for j in self.stale_jobs.values()}
+        for tip in [tip for tip in self._seen if tip not in live_tips]:
+            del self._seen[tip]
+
+    @property
+    def current_job(self) -> Job | None:
+        return next(reversed(self.jobs.values()), None) if self.jobs else None
+
+    # -- validation ------------------------------------------------------------------
+
+    def validate(self, state: MinerState, params: Any) -> ShareResult:
+        """Judge one ``mining.submit`` parameter list for the miner in ``state``."""
+        try:
+            prepared = self._prepare(state, params, hashing.POW_DEFERRED if self._scrypt else hashing.POW_SHA256D)
+        except ShareRejected as exc:
+            return ShareResult(exc.reject, _worker_of(params))
+        if self._scrypt:
+            pow_hash = hashing.scrypt(prepared.header)
+        else:
+            pow_hash = prepared.block_hash
+        return self._finish(prepared, pow_hash)
+
+    def validate_batch(self, submissions: Sequence[tuple[MinerState, Any]]) -> list[ShareResult]:
+        """Judge several shares, hashing the scrypt ones in one native batch call."""
+        results: list[ShareResult | None] = []
+        pending: list[tuple[int, _Prepared]] = []
+        algo = hashing.POW_DEFERRED if self._scrypt else hashing.POW_SHA256D
+        for state, params in submissions:
+            try:
+                prepared = self._prepare(state, params, algo)
+            except ShareRejected as exc:
+                results.append(ShareResult(exc.reject, _worker_of(params)))
+                continue
+            pending.append((len(results), prepared))
+            results.append(None)
+        if self._scrypt:
+            pow_hashes = hashing.scrypt_batch([prepared.header for _, prepared in pending])
+        else:
+            pow_hashes = [prepared.block_hash for _, prepared in pending]
+        for (index, prepared), pow_hash in zip(pending, pow_hashes):
+            results[index] = self._finish(prepared, pow_hash)
+        return results  # type: ignore[return-value]
+
+    def _prepare(self, state: MinerState, params: Any, pow_algo: int) -> _Prepared:
+        # 1. shape
+        if type(params) is not list or not 5 <= len(params) <= 6:
+            raise ShareRejected(Reject.BAD_PARAMS)
+        worker, job_id, extranonce2_hex, ntime_hex, nonce_hex = params[:5]
+        if type(worker) is not str or not 0 < len(worker) <= MAX_WORKER_LENGTH:
+            raise ShareRejected(Reject.BAD_WORKER)
+        if type(job_id) is not str or not 0 < len(job_id) <= MAX_JOB_ID_LENGTH:
+            raise ShareRejected(Reject.BAD_JOB_ID)
+        if type(extranonce2_hex) is not str or not _HEX_OF_SIZE[state.extranonce2_size](extranonce2_hex):
+            raise ShareRejected(Reject.BAD_EXTRANONCE2)
+        if type(ntime_hex) is not str or not _HEX8(ntime_hex):
+            raise ShareRejected(Reject.BAD_NTIME)
+        if type(nonce_hex) is not str or not _HEX8(nonce_hex):
+            raise ShareRejected(Reject.BAD_NONCE)
+        version_bits = None
+        if len(params) == 6:
+            bits_hex = params[5]
+            if type(bits_hex) is not str or not _HEX8(bits_hex):
+                raise ShareRejected(Reject.BAD_VERSION_BITS)
+            version_bits = int(bits_hex, 16)
+        # 2. who and which job
+        if worker not in state.authorized:
+            raise ShareRejected(Reject.UNAUTHORIZED)
+        difficulty = state.job_difficulty.get(job_id)
+        stale = False
+        job = self.jobs.get(job_id)
+        if job is None:
+            job = self.stale_jobs.get(job_id)
+            stale = True
+        if job is None or difficulty is None:
+            raise ShareRejected(Reject.JOB_NOT_FOUND)
+        # 3. ntime window, from the template's own times
+        ntime = int(ntime_hex, 16)
+        if ntime < job.mintime or ntime > job.ntime + self.ntime_future_s:
+            raise ShareRejected(Reject.NTIME_OUT_OF_RANGE)
+        # 4. version rolling
+        version = job.version
+        if version_bits is not None:
+            mask = state.version_mask
+            if version_bits & ~mask:
+                raise ShareRejected(
+                    Reject.VERSION_BITS_OUTSIDE_MASK if mask else Reject.VERSION_ROLLING_NOT_NEGOTIATED
+                )
+            version = (version & ~mask) | version_bits
+        # 5. hash
+        extranonce2 = bytes.fromhex(extranonce2_hex)
+        nonce = int(nonce_hex, 16)
+        out = hashing.share_hash(
+            pow_algo, job.coinb1, state.extranonce1, extranonce2, job.coinb2, job.branch_bytes,
+            job.prevhash, version, ntime, job.bits, nonce,
+        )
+        prepared = _Prepared()
+        result = ShareResult(None, worker, job)
+        result.extranonce2 = extranonce2
+        result.ntime = ntime
+        result.nonce = nonce
+        result.version = version
+        result.credited_difficulty = difficulty.value
+        prepared.result = result
+        prepared.job = job
+        prepared.difficulty = difficulty
+        prepared.extranonce1 = state.extranonce1
+        prepared.stale = stale
+        prepared.header = out[:80]
+        prepared.block_hash = out[112:]
+        return prepared
+
+    def _finish(self, prepared: _Prepared, pow_hash: bytes) -> ShareResult:
+        result = prepared.result
+        job = prepared.job
+        block_hash = prepared.block_hash
+        result.header = prepared.header
+        result.pow_hash = pow_hash
+        result.block_hash = block_hash
+        hash_int = int.from_bytes(pow_hash, "little")
+        result.actual_difficulty = self._diff1 / (hash_int or 1)
+        seen = self._seen.get(job.prevhash)
+        if seen is None:
+            seen = self._seen[job.prevhash] = set()
+        key = block_hash[:8]
+        if key in seen:
+            result.reject = Reject.DUPLICATE
+            return result
+        # 7. a block solution is never discarded, whatever else is wrong with the share
+        is_block = hash_int <= job.network_target
+        if is_block:
+            coinbase = job.coinbase(prepared.extranonce1, result.extranonce2)
+            result.block = job.serialize_block(prepared.header, coinbase)
+        if prepared.stale:
+            result.reject = Reject.STALE
+        elif hash_int > prepared.difficulty.target:  # 6. exact target, no tolerance
+            result.reject = Reject.LOW_DIFFICULTY
+        if result.reject is None or is_block:
+            seen.add(key)
+        return result
+
+
+def _worker_of(params: Any) -> Any:
+    if type(params) is list and params and type(params[0]) is str and len(params[0]) <= MAX_WORKER_LENGTH:
+        return params[0]
+    return None

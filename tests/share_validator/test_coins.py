@@ -1,0 +1,37 @@
+"""Coin definitions: every network has its fixture, look-up errors are clear."""
+import pytest
+
+from chaindata import genesis_fixtures, genesis_header
+from share_validator.coins import SCRYPT, SHA256D, UnknownCoin, all_coins, get_coin
+from share_validator.difficulty import bits_to_target
+
+
+def test_every_coin_has_a_block_fixture():
+    fixtures = genesis_fixtures()
+    missing = sorted(set(all_coins()) - set(fixtures))
+    assert not missing, f"coins without a block fixture in tests/data/blocks/genesis.json: {missing}"
+
+
+@pytest.mark.parametrize("name", sorted(all_coins()))
+def test_genesis_matches_coin_definition(name):
+    coin = get_coin(name)
+    entry = genesis_fixtures()[name]
+    header = genesis_header(entry)
+    assert coin.block_hash(header)[::-1].hex() == coin.genesis_hash == entry["hash"]
+    pow_hash = coin.algorithm.pow_hash(header)
+    assert int.from_bytes(pow_hash, "little") <= bits_to_target(int(entry["bits"], 16))
+
+
+def test_algorithms_and_diff1():
+    assert get_coin("litecoin").algorithm is SCRYPT
+    assert get_coin("bitcoin").algorithm is SHA256D
+    assert SCRYPT.diff1_target == 0xFFFF * 2**224
+    assert SHA256D.diff1_target == 0xFFFF * 2**208
+    for coin in all_coins().values():
+        assert coin.coinbase_maturity >= 100
+
+
+@pytest.mark.parametrize("bad", ["", "dogecoin", "LITECOIN", None, 5, "litecoin\x00", "x" * 10_000])
+def test_unknown_coin_is_a_clear_error(bad):
+    with pytest.raises(UnknownCoin, match="known coins: bitcoin"):
+        get_coin(bad)
