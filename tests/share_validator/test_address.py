@@ -1,0 +1,95 @@
+"""Addresses to scripts. Vectors: BIP173 and BIP350 test vectors; Bitcoin's genesis address."""
+import pytest
+from hypothesis import given, strategies as st
+
+from share_validator.address import (
+    InvalidAddress, address_to_script, b58decode_check, b58encode_check, bech32_encode_segwit, p2pkh_script,
+)
+from share_validator.coins import get_coin
+
+BTC = get_coin("bitcoin")
+BTC_TEST = get_coin("bitcoin-testnet3")
+LTC = get_coin("litecoin")
+
+# BIP350 "Test vectors for v0-v16 native segregated witness addresses" (valid), with BIP173's.
+VALID_SEGWIT = [
+    (BTC, "BC1QW508D6QEJXTDG4Y5R3ZARVARY0C5XW7KV8F3T4", "0014751e76e8199196d454941c45d1b3a323f1433bd6"),
+    (BTC_TEST, "tb1qrp33g0q5c5txsp9arysrx4k6zdkfs4nce4xj0gdcccefvpysxf3q0sl5k7",
+     "00201863143c14c5166804bd19203356da136c985678cd4d27a1b8c6329604903262"),
+    (BTC, "bc1pw508d6qejxtdg4y5r3zarvary0c5xw7kw508d6qejxtdg4y5r3zarvary0c5xw7kt5nd6y",
+     "5128751e76e8199196d454941c45d1b3a323f1433bd6751e76e8199196d454941c45d1b3a323f1433bd6"),
+    (BTC, "BC1SW50QGDZ25J", "6002751e"),
+    (BTC, "bc1zw508d6qejxtdg4y5r3zarvaryvaxxpcs", "5210751e76e8199196d454941c45d1b3a323"),
+    (BTC_TEST, "tb1pqqqqp399et2xygdj5xreqhjjvcmzhxw4aywxecjdzew6hylgvsesf3hn0c",
+     "5120000000c4a5cad46221b2a187905e5266362b99d5e91c6ce24d165dab93e86433"),
+]
+
+# BIP350 invalid addresses (each for its stated reason), plus hostile strings.
+INVALID = [
+    (BTC, "bc1p0xlxvlhemja6c4dqv22uapctqupfhlxm9h8z3k2e72q4k9hcz7vqh2y7hd"),  # bech32 for v1
+    (BTC, "BC1S0XLXVLHEMJA6C4DQV22UAPCTQUPFHLXM9H8Z3K2E72Q4K9HCZ7VQ54WELL"),  # bech32 for v16
+    (BTC, "bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kemeawh"),  # bech32m for v0
+    (BTC, "bc1gmk9yu"),  # empty data
+    (BTC, "bc1zw508d6qejxtdg4y5r3zarvaryvqyzf3du"),  # padding over 4 bits
+    (BTC_TEST, "tb1qrp33g0q5c5txsp9arysrx4k6zdkfs4nce4xj0gdcccefvpysxf3pjxtptv"),  # non-zero padding
+    (BTC, "bc1rw5uspcuh"),  # invalid program length
+    (BTC, "bc10w508d6qejxtdg4y5r3zarvary0c5xw7kw508d6qejxtdg4y5r3zarvary0c5xw7kw5rljs90"),
+    (BTC, "tb1qrp33g0q5c5txsp9arysrx4k6zdkfs4nce4xj0gdcccefvpysxf3q0sl5k7"),  # other network
+    (BTC, "Bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4"),  # mixed case
+    (BTC, ""), (BTC, "1"), (BTC, "0" * 1_000_000), (BTC, "1A1zP1eP5QGefi2DMPTfTL5SLmv7DivfNb"),
+    (BTC, "1A1zP1eP5QGefi2DMPTfTL5SLmv7DivfNä"), (BTC, "l" * 40), (BTC, None), (BTC, 12),
+    (LTC, "1A1zP1eP5QGefi2DMPTfTL5SLmv7DivfNa"),  # Bitcoin address on Litecoin
+    (LTC, "ltcmweb1qq0yq03ewm830ugmkkvrvjmyyeslcpwk8ayd7k27qx63sryy6kx3ksqm3k6jd24ld3r5dp5lzx7rm7uyxfujf8sn7v4nlxeqwrcq6k33xxwd"),
+]
+
+
+@pytest.mark.parametrize("coin, address, script", VALID_SEGWIT)
+def test_valid_segwit_addresses(coin, address, script):
+    assert address_to_script(coin, address).hex() == script
+
+
+@pytest.mark.parametrize("coin, address", INVALID)
+def test_invalid_addresses(coin, address):
+    with pytest.raises(InvalidAddress):
+        address_to_script(coin, address)
+
+
+def test_bitcoin_genesis_address():
+    # The genesis coinbase pays 1A1zP1eP5QGefi2DMPTfTL5SLmv7DivfNa (hash160 62e907b1...).
+    script = address_to_script(BTC, "1A1zP1eP5QGefi2DMPTfTL5SLmv7DivfNa")
+    assert script == p2pkh_script(bytes.fromhex("62e907b15cbf27d5425399ebf6f0fb50ebb88f18"))
+
+
+def test_litecoin_prefixes():
+    h = bytes(range(20))
+    assert b58encode_check(b"\x30" + h).startswith("L")
+    assert address_to_script(LTC, b58encode_check(b"\x30" + h)) == p2pkh_script(h)
+    assert address_to_script(LTC, b58encode_check(b"\x32" + h)).hex() == "a914" + h.hex() + "87"  # M...
+    assert address_to_script(LTC, b58encode_check(b"\x05" + h)).hex() == "a914" + h.hex() + "87"  # legacy 3...
+    assert address_to_script(LTC, bech32_encode_segwit("ltc", 0, h)).hex() == "0014" + h.hex()
+    with pytest.raises(InvalidAddress):
+        address_to_script(LTC, b58encode_check(b"\x00" + h))
+    with pytest.raises(InvalidAddress):
+        address_to_script(LTC, b58encode_check(b"\x30" + h + b"\x00"))
+
+
+@given(st.binary(min_size=1, max_size=40))
+def test_base58_round_trip(payload):
+    assert b58decode_check(b58encode_check(payload)) == payload
+
+
+@given(st.integers(0, 16), st.binary(min_size=2, max_size=40))
+def test_bech32_round_trip(version, program):
+    if version == 0 and len(program) not in (20, 32):
+        return
+    address = bech32_encode_segwit("bc", version, program)
+    script = address_to_script(BTC, address)
+    assert script[2:] == program
+
+
+@given(st.text(max_size=100))
+def test_arbitrary_text_never_crashes(text):
+    try:
+        address_to_script(LTC, text)
+    except InvalidAddress:
+        pass
