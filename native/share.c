@@ -1,4 +1,5 @@
 /* The whole share in one call: coinbase -> txid -> merkle root -> header -> hashes. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "scrypt.h"
@@ -63,4 +64,62 @@ int pool_share_hash(int pow_algo,
         memset(pow_hash, 0, 32);
     }
     return 0;
+}
+
+struct pool_job {
+    uint8_t *coinb1;
+    size_t coinb1_len;
+    uint8_t *coinb2;
+    size_t coinb2_len;
+    uint8_t *merkle_branch;
+    size_t merkle_branch_count;
+    uint8_t prevhash[32];
+    uint32_t nbits;
+};
+
+#define POOL_MAX_COINBASE (64 * 1024)
+
+pool_job *pool_job_new(const uint8_t *coinb1, size_t coinb1_len,
+                       const uint8_t *coinb2, size_t coinb2_len,
+                       const uint8_t *merkle_branch, size_t merkle_branch_count,
+                       const uint8_t *prevhash32, uint32_t nbits)
+{
+    if (coinb1_len + coinb2_len > POOL_MAX_COINBASE || merkle_branch_count > 64)
+        return NULL;
+    /* One allocation: the struct, then the three byte arrays. */
+    size_t branch_len = 32 * merkle_branch_count;
+    pool_job *job = malloc(sizeof *job + coinb1_len + coinb2_len + branch_len + 1);
+    if (!job)
+        return NULL;
+    uint8_t *data = (uint8_t *)(job + 1);
+    job->coinb1 = data;
+    job->coinb2 = data + coinb1_len;
+    job->merkle_branch = data + coinb1_len + coinb2_len;
+    memcpy(job->coinb1, coinb1, coinb1_len);
+    memcpy(job->coinb2, coinb2, coinb2_len);
+    if (branch_len)
+        memcpy(job->merkle_branch, merkle_branch, branch_len);
+    job->coinb1_len = coinb1_len;
+    job->coinb2_len = coinb2_len;
+    job->merkle_branch_count = merkle_branch_count;
+    memcpy(job->prevhash, prevhash32, 32);
+    job->nbits = nbits;
+    return job;
+}
+
+void pool_job_free(pool_job *job)
+{
+    free(job);
+}
+
+int pool_job_share_hash(const pool_job *job, int pow_algo,
+                        const uint8_t *extranonce1, size_t extranonce1_len,
+                        const uint8_t *extranonce2, size_t extranonce2_len,
+                        uint32_t version, uint32_t ntime, uint32_t nonce,
+                        uint8_t *out144)
+{
+    return pool_share_hash(pow_algo, job->coinb1, job->coinb1_len, extranonce1, extranonce1_len,
+                           extranonce2, extranonce2_len, job->coinb2, job->coinb2_len,
+                           job->merkle_branch, job->merkle_branch_count, job->prevhash,
+                           version, ntime, job->nbits, nonce, out144);
 }

@@ -37,4 +37,23 @@ int pool_share_hash(int pow_algo,
                     uint32_t version, uint32_t ntime, uint32_t nbits, uint32_t nonce,
                     uint8_t *out144);
 
+/*
+ * The same, with the per-job parts (coinbase halves, merkle branch, prevhash, nbits)
+ * copied once into a job context when the job is made: the per-share call then passes
+ * only what the miner chose.  pool_job_new returns NULL when out of memory or when
+ * coinb1 + extranonce + coinb2 would exceed 64 KiB.
+ */
+typedef struct pool_job pool_job;
+
+pool_job *pool_job_new(const uint8_t *coinb1, size_t coinb1_len,
+                       const uint8_t *coinb2, size_t coinb2_len,
+                       const uint8_t *merkle_branch, size_t merkle_branch_count,
+                       const uint8_t *prevhash32, uint32_t nbits);
+void pool_job_free(pool_job *job);
+int pool_job_share_hash(const pool_job *job, int pow_algo,
+                        const uint8_t *extranonce1, size_t extranonce1_len,
+                        const uint8_t *extranonce2, size_t extranonce2_len,
+                        uint32_t version, uint32_t ntime, uint32_t nonce,
+                        uint8_t *out144);
+
 #endif

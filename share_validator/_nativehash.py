@@ -26,6 +26,7 @@ _sha256d = lib.pool_sha256d
 _scrypt = lib.pool_scrypt_1024_1_1
 _scrypt_batch = lib.pool_scrypt_1024_1_1_batch
 _share_hash = lib.pool_share_hash
+_job_share_hash = lib.pool_job_share_hash
 
 
 class NativeError(RuntimeError):
@@ -98,6 +99,29 @@ def share_hash(
     if rc != 0:
         raise ValueError(f"unknown proof-of-work algorithm {pow_algo}")
     return _buffer(out)[:]
+
+
+class JobHasher:
+    """The per-job parts of ``share_hash`` held natively; ``share_hash`` takes the miner's parts."""
+
+    __slots__ = ("_job",)
+
+    def __init__(self, coinb1: bytes, coinb2: bytes, merkle_branch: bytes, prevhash: bytes, nbits: int) -> None:
+        if len(prevhash) != 32 or len(merkle_branch) % 32:
+            raise ValueError("prevhash must be 32 bytes and the merkle branch a multiple of 32")
+        job = lib.pool_job_new(coinb1, len(coinb1), coinb2, len(coinb2), merkle_branch, len(merkle_branch) >> 5,
+                               prevhash, nbits)
+        if job == ffi.NULL:
+            raise NativeError("job context: out of memory or coinbase too large")
+        self._job = ffi.gc(job, lib.pool_job_free)
+
+    def share_hash(self, pow_algo: int, extranonce1: bytes, extranonce2: bytes, version: int, ntime: int,
+                   nonce: int) -> bytes:
+        out = _new("uint8_t[144]")
+        if _job_share_hash(self._job, pow_algo, extranonce1, len(extranonce1), extranonce2, len(extranonce2),
+                           version, ntime, nonce, out) != 0:
+            raise ValueError(f"unknown proof-of-work algorithm {pow_algo}")
+        return _buffer(out)[:]
 
 
 def select_sha256(name: str) -> bool:

@@ -75,5 +75,22 @@ def share_hash(
     return header + pow_hash + block_hash
 
 
+class JobHasher:
+    """The per-job parts of ``share_hash``; ``share_hash`` takes the miner's parts."""
+
+    __slots__ = ("_parts",)
+
+    def __init__(self, coinb1: bytes, coinb2: bytes, merkle_branch: bytes, prevhash: bytes, nbits: int) -> None:
+        if len(prevhash) != 32 or len(merkle_branch) % 32:
+            raise ValueError("prevhash must be 32 bytes and the merkle branch a multiple of 32")
+        self._parts = (coinb1, coinb2, merkle_branch, prevhash, nbits)
+
+    def share_hash(self, pow_algo: int, extranonce1: bytes, extranonce2: bytes, version: int, ntime: int,
+                   nonce: int) -> bytes:
+        coinb1, coinb2, merkle_branch, prevhash, nbits = self._parts
+        return share_hash(pow_algo, coinb1, extranonce1, extranonce2, coinb2, merkle_branch, prevhash,
+                          version, ntime, nbits, nonce)
+
+
 def describe() -> dict[str, str]:
     return {"backend": NAME, "sha256": "hashlib", "scrypt": "hashlib"}

@@ -49,4 +49,5 @@ sha256d = backend.sha256d
 scrypt = backend.scrypt
 scrypt_batch = backend.scrypt_batch
 share_hash = backend.share_hash
+JobHasher = backend.JobHasher
 describe = backend.describe

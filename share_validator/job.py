@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from share_validator.coins import Coin
 from share_validator.difficulty import bits_to_target, target_to_difficulty
+from share_validator import hashing
 from share_validator.hashing import sha256d
 from share_validator.serialize import push_data, push_int, swap_words, tx_output, varint
 
@@ -148,7 +149,7 @@ class Job:
         "job_id", "coin", "template", "height", "version", "prevhash", "bits", "ntime",
         "mintime", "coinbase_value", "coinb1", "coinb2", "branch", "branch_bytes",
         "network_target", "network_difficulty", "pow_code", "extranonce2_size",
-        "version_mask", "notify_params", "_block_tail", "_tx_count",
+        "version_mask", "notify_params", "hasher", "_block_tail", "_tx_count",
     )
 
     def __init__(
@@ -185,6 +186,7 @@ class Job:
         )
         self.branch = merkle_branch(template.txids)
         self.branch_bytes = b"".join(self.branch)
+        self.hasher = hashing.JobHasher(self.coinb1, self.coinb2, self.branch_bytes, self.prevhash, self.bits)
         self._tx_count = varint(1 + len(template.tx_data))
         tail = b"".join(template.tx_data)
         if template.mweb is not None:

@@ -26,7 +26,7 @@ from share_validator.job import Job
 MAX_WORKER_LENGTH = 160
 MAX_JOB_ID_LENGTH = 64
 _HEX8 = re.compile("[0-9a-f]{8}").fullmatch
-_HEX_OF_SIZE = {size: re.compile(f"[0-9a-f]{{{2 * size}}}").fullmatch for size in range(1, 17)}
+_HEX_OF_SIZE = {size: re.compile(f"[0-9a-f]{{{2 * size}}}").fullmatch for size in range(1, 25)}
 
 
 class Difficulty:
@@ -72,15 +72,27 @@ class ShareResult:
         "pow_hash", "block_hash", "block", "extranonce2", "ntime", "nonce", "version",
     )
 
-    def __init__(self, reject: Reject | None, worker: Any = None, job: Job | None = None) -> None:
+    def __init__(
+        self,
+        reject: Reject | None,
+        worker: Any = None,
+        job: Job | None = None,
+        credited_difficulty: float = 0.0,
+        extranonce2: bytes | None = None,
+        ntime: int = 0,
+        nonce: int = 0,
+        version: int = 0,
+    ) -> None:
         self.reject = reject
         self.worker = worker
         self.job = job
-        self.credited_difficulty = 0.0
+        self.credited_difficulty = credited_difficulty
         self.actual_difficulty = 0.0
+        self.extranonce2 = extranonce2
+        self.ntime = ntime
+        self.nonce = nonce
+        self.version = version
         self.header = self.pow_hash = self.block_hash = self.block = None
-        self.extranonce2 = None
-        self.ntime = self.nonce = self.version = 0
 
     @property
     def accepted(self) -> bool:
@@ -108,12 +120,6 @@ class ShareResult:
         return f"<ShareResult {verdict} diff {self.actual_difficulty:.6g}/{self.credited_difficulty:.6g}{block}>"
 
 
-class _Prepared:
-    """A share that passed the checks before hashing, with its header and block hash."""
-
-    __slots__ = ("result", "job", "difficulty", "extranonce1", "stale", "header", "block_hash")
-
-
 class ShareValidator:
     """Jobs by id (current chain tip, plus the previous tip's as stale) and duplicate sets."""
 
@@ -123,6 +129,9 @@ class ShareValidator:
         self.max_jobs_per_tip = max_jobs_per_tip
         self._diff1 = coin.diff1_target
         self._scrypt = coin.algorithm.pow_code == hashing.POW_SCRYPT
+        # Scrypt shares are hashed for proof of work after the native call (alone or in a batch);
+        # sha256d shares get everything from the one call.
+        self._first_pass = hashing.POW_DEFERRED if self._scrypt else hashing.POW_SHA256D
         self.jobs: dict[str, Job] = {}
         self.stale_jobs: dict[str, Job] = {}
         self._seen: dict[bytes, set[bytes]] = {}
@@ -151,57 +160,63 @@ class ShareValidator:
     def validate(self, state: MinerState, params: Any) -> ShareResult:
         """Judge one ``mining.submit`` parameter list for the miner in ``state``."""
         try:
-            prepared = self._prepare(state, params, hashing.POW_DEFERRED if self._scrypt else hashing.POW_SHA256D)
+            prepared = self._prepare(state, params, self._first_pass)
         except ShareRejected as exc:
             return ShareResult(exc.reject, _worker_of(params))
-        if self._scrypt:
-            pow_hash = hashing.scrypt(prepared.header)
-        else:
-            pow_hash = prepared.block_hash
+        out = prepared[5]
+        pow_hash = hashing.scrypt(out[:80]) if self._scrypt else out[112:]
         return self._finish(prepared, pow_hash)
 
     def validate_batch(self, submissions: Sequence[tuple[MinerState, Any]]) -> list[ShareResult]:
         """Judge several shares, hashing the scrypt ones in one native batch call."""
         results: list[ShareResult | None] = []
-        pending: list[tuple[int, _Prepared]] = []
-        algo = hashing.POW_DEFERRED if self._scrypt else hashing.POW_SHA256D
+        pending: list[tuple[int, tuple]] = []
         for state, params in submissions:
             try:
-                prepared = self._prepare(state, params, algo)
+                prepared = self._prepare(state, params, self._first_pass)
             except ShareRejected as exc:
                 results.append(ShareResult(exc.reject, _worker_of(params)))
                 continue
             pending.append((len(results), prepared))
             results.append(None)
         if self._scrypt:
-            pow_hashes = hashing.scrypt_batch([prepared.header for _, prepared in pending])
+            pow_hashes = hashing.scrypt_batch([prepared[5][:80] for _, prepared in pending])
         else:
-            pow_hashes = [prepared.block_hash for _, prepared in pending]
+            pow_hashes = [prepared[5][112:] for _, prepared in pending]
         for (index, prepared), pow_hash in zip(pending, pow_hashes):
             results[index] = self._finish(prepared, pow_hash)
         return results  # type: ignore[return-value]
 
-    def _prepare(self, state: MinerState, params: Any, pow_algo: int) -> _Prepared:
+    def _prepare(self, state: MinerState, params: Any, pow_algo: int) -> tuple:
         # 1. shape
-        if type(params) is not list or not 5 <= len(params) <= 6:
+        if type(params) is not list:
             raise ShareRejected(Reject.BAD_PARAMS)
-        worker, job_id, extranonce2_hex, ntime_hex, nonce_hex = params[:5]
+        if len(params) == 5:
+            worker, job_id, extranonce2_hex, ntime_hex, nonce_hex = params
+            version_bits = None
+        elif len(params) == 6:
+            worker, job_id, extranonce2_hex, ntime_hex, nonce_hex, bits_hex = params
+            if type(bits_hex) is not str or not _HEX8(bits_hex):
+                raise ShareRejected(Reject.BAD_VERSION_BITS)
+            version_bits = int(bits_hex, 16)
+        else:
+            raise ShareRejected(Reject.BAD_PARAMS)
         if type(worker) is not str or not 0 < len(worker) <= MAX_WORKER_LENGTH:
             raise ShareRejected(Reject.BAD_WORKER)
         if type(job_id) is not str or not 0 < len(job_id) <= MAX_JOB_ID_LENGTH:
             raise ShareRejected(Reject.BAD_JOB_ID)
-        if type(extranonce2_hex) is not str or not _HEX_OF_SIZE[state.extranonce2_size](extranonce2_hex):
-            raise ShareRejected(Reject.BAD_EXTRANONCE2)
-        if type(ntime_hex) is not str or not _HEX8(ntime_hex):
-            raise ShareRejected(Reject.BAD_NTIME)
-        if type(nonce_hex) is not str or not _HEX8(nonce_hex):
+        size = state.extranonce2_size
+        # One regex over the three hex fields when each has its exact length; on failure, name the field.
+        if not (
+            type(extranonce2_hex) is str and type(ntime_hex) is str and type(nonce_hex) is str
+            and len(extranonce2_hex) == 2 * size and len(ntime_hex) == 8 and len(nonce_hex) == 8
+            and _HEX_OF_SIZE[size + 8](extranonce2_hex + ntime_hex + nonce_hex)
+        ):
+            if type(extranonce2_hex) is not str or not _HEX_OF_SIZE[size](extranonce2_hex):
+                raise ShareRejected(Reject.BAD_EXTRANONCE2)
+            if type(ntime_hex) is not str or not _HEX8(ntime_hex):
+                raise ShareRejected(Reject.BAD_NTIME)
             raise ShareRejected(Reject.BAD_NONCE)
-        version_bits = None
-        if len(params) == 6:
-            bits_hex = params[5]
-            if type(bits_hex) is not str or not _HEX8(bits_hex):
-                raise ShareRejected(Reject.BAD_VERSION_BITS)
-            version_bits = int(bits_hex, 16)
         # 2. who and which job
         if worker not in state.authorized:
             raise ShareRejected(Reject.UNAUTHORIZED)
@@ -226,34 +241,18 @@ class ShareValidator:
                     Reject.VERSION_BITS_OUTSIDE_MASK if mask else Reject.VERSION_ROLLING_NOT_NEGOTIATED
                 )
             version = (version & ~mask) | version_bits
-        # 5. hash
+        # 5. hash (header, block hash and, for sha256d, proof of work in one native call)
         extranonce2 = bytes.fromhex(extranonce2_hex)
         nonce = int(nonce_hex, 16)
-        out = hashing.share_hash(
-            pow_algo, job.coinb1, state.extranonce1, extranonce2, job.coinb2, job.branch_bytes,
-            job.prevhash, version, ntime, job.bits, nonce,
-        )
-        prepared = _Prepared()
-        result = ShareResult(None, worker, job)
-        result.extranonce2 = extranonce2
-        result.ntime = ntime
-        result.nonce = nonce
-        result.version = version
-        result.credited_difficulty = difficulty.value
-        prepared.result = result
-        prepared.job = job
-        prepared.difficulty = difficulty
-        prepared.extranonce1 = state.extranonce1
-        prepared.stale = stale
-        prepared.header = out[:80]
-        prepared.block_hash = out[112:]
-        return prepared
+        out = job.hasher.share_hash(pow_algo, state.extranonce1, extranonce2, version, ntime, nonce)
+        result = ShareResult(None, worker, job, difficulty.value, extranonce2, ntime, nonce, version)
+        return result, job, difficulty, state.extranonce1, stale, out
 
-    def _finish(self, prepared: _Prepared, pow_hash: bytes) -> ShareResult:
-        result = prepared.result
-        job = prepared.job
-        block_hash = prepared.block_hash
-        result.header = prepared.header
+    def _finish(self, prepared: tuple, pow_hash: bytes) -> ShareResult:
+        result, job, difficulty, extranonce1, stale, out = prepared
+        header = out[:80]
+        block_hash = out[112:]
+        result.header = header
         result.pow_hash = pow_hash
         result.block_hash = block_hash
         hash_int = int.from_bytes(pow_hash, "little")
@@ -268,11 +267,10 @@ class ShareValidator:
         # 7. a block solution is never discarded, whatever else is wrong with the share
         is_block = hash_int <= job.network_target
         if is_block:
-            coinbase = job.coinbase(prepared.extranonce1, result.extranonce2)
-            result.block = job.serialize_block(prepared.header, coinbase)
-        if prepared.stale:
+            result.block = job.serialize_block(header, job.coinbase(extranonce1, result.extranonce2))
+        if stale:
             result.reject = Reject.STALE
-        elif hash_int > prepared.difficulty.target:  # 6. exact target, no tolerance
+        elif hash_int > difficulty.target:  # 6. exact target, no tolerance
             result.reject = Reject.LOW_DIFFICULTY
         if result.reject is None or is_block:
             seen.add(key)

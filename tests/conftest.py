@@ -27,7 +27,7 @@ def backend(request):
 def use_backend(request, monkeypatch):
     """Run the test with the whole pure core switched to one hashing backend."""
     module = hashing.available_backends()[request.param]
-    for name in ("sha256", "sha256d", "scrypt", "scrypt_batch", "share_hash", "describe"):
+    for name in ("sha256", "sha256d", "scrypt", "scrypt_batch", "share_hash", "JobHasher", "describe"):
         monkeypatch.setattr(hashing, name, getattr(module, name))
     monkeypatch.setattr(job, "sha256d", module.sha256d)
     return module

@@ -172,3 +172,36 @@ def test_backend_env_selects_twin(monkeypatch):
 def test_native_is_default_here():
     if os.environ.get(hashing.BACKEND_ENV, "native") == "native":
         assert hashing.describe()["backend"] == "native"
+
+
+def test_share_hash_backends_agree():
+    """The one-call share hash and its per-job form give the same bytes on every backend."""
+    rng = random.Random(6)
+    backends = hashing.available_backends()
+    for trial in range(30):
+        coinb1, coinb2 = rng.randbytes(rng.randrange(0, 200)), rng.randbytes(rng.randrange(0, 300))
+        branch = rng.randbytes(32 * rng.randrange(0, 14))
+        prevhash, en1, en2 = rng.randbytes(32), rng.randbytes(4), rng.randbytes(rng.randrange(4, 9))
+        version, ntime, nbits, nonce = (rng.getrandbits(32) for _ in range(4))
+        algo = (0, 1, 2)[trial % 3]
+        outs = set()
+        for module in backends.values():
+            whole = module.share_hash(algo, coinb1, en1, en2, coinb2, branch, prevhash, version, ntime, nbits, nonce)
+            hasher = module.JobHasher(coinb1, coinb2, branch, prevhash, nbits)
+            assert hasher.share_hash(algo, en1, en2, version, ntime, nonce) == whole
+            outs.add(whole)
+        assert len(outs) == 1
+        out = outs.pop()
+        assert out[112:] == sha256d_reference(out[:80])
+        assert out[80:112] == {0: out[112:], 1: scrypt_reference(out[:80]), 2: bytes(32)}[algo]
+
+
+def test_share_hash_bad_arguments(backend):
+    with pytest.raises(ValueError):
+        backend.share_hash(7, b"", b"", b"", b"", b"", bytes(32), 0, 0, 0, 0)
+    with pytest.raises(ValueError):
+        backend.share_hash(0, b"", b"", b"", b"", b"x" * 31, bytes(32), 0, 0, 0, 0)
+    with pytest.raises(ValueError):
+        backend.JobHasher(b"", b"", b"", bytes(31), 0)
+    with pytest.raises(ValueError):
+        backend.JobHasher(b"", b"", b"", bytes(32), 0).share_hash(9, b"", b"", 0, 0, 0)
