@@ -43,23 +43,30 @@ class Difficulty:
 
 
 class MinerState:
-    """What one connection has negotiated, and the difficulty each job was sent at."""
+    """What one connection has negotiated, and which job and difficulty each job id it was sent means.
 
-    __slots__ = ("extranonce1", "extranonce2_size", "authorized", "version_mask", "job_difficulty", "max_jobs")
+    The job id on the wire is normally the pool-wide job id.  When a miner's difficulty
+    changes, the session re-sends the current job under a new wire id (an alias of the same
+    job), so shares on the old id still count at the old difficulty and shares on the new id
+    at the new one, without making a pool-wide job per miner.
+    """
+
+    __slots__ = ("extranonce1", "extranonce2_size", "authorized", "version_mask", "jobs", "max_jobs")
 
     def __init__(self, extranonce1: bytes, extranonce2_size: int, *, max_jobs: int = 64) -> None:
         self.extranonce1 = extranonce1
         self.extranonce2_size = extranonce2_size
         self.authorized: set[str] = set()
         self.version_mask = 0
-        self.job_difficulty: dict[str, Difficulty] = {}
+        self.jobs: dict[str, tuple[str, Difficulty]] = {}
         self.max_jobs = max_jobs
 
-    def job_sent(self, job_id: str, difficulty: Difficulty) -> None:
-        """Record that ``job_id`` went to this miner while ``difficulty`` was in force."""
-        jobs = self.job_difficulty
-        jobs.pop(job_id, None)
-        jobs[job_id] = difficulty
+    def job_sent(self, job_id: str, difficulty: Difficulty, wire_id: str | None = None) -> None:
+        """Record that ``job_id`` went to this miner (as ``wire_id``) while ``difficulty`` was in force."""
+        wire_id = job_id if wire_id is None else wire_id
+        jobs = self.jobs
+        jobs.pop(wire_id, None)
+        jobs[wire_id] = (job_id, difficulty)
         while len(jobs) > self.max_jobs:
             del jobs[next(iter(jobs))]
 
@@ -220,14 +227,17 @@ class ShareValidator:
         # 2. who and which job
         if worker not in state.authorized:
             raise ShareRejected(Reject.UNAUTHORIZED)
-        difficulty = state.job_difficulty.get(job_id)
-        stale = False
-        job = self.jobs.get(job_id)
-        if job is None:
-            job = self.stale_jobs.get(job_id)
-            stale = True
-        if job is None or difficulty is None:
+        sent = state.jobs.get(job_id)
+        if sent is None:
             raise ShareRejected(Reject.JOB_NOT_FOUND)
+        pool_job_id, difficulty = sent
+        stale = False
+        job = self.jobs.get(pool_job_id)
+        if job is None:
+            job = self.stale_jobs.get(pool_job_id)
+            stale = True
+            if job is None:
+                raise ShareRejected(Reject.JOB_NOT_FOUND)
         # 3. ntime window, from the template's own times
         ntime = int(ntime_hex, 16)
         if ntime < job.mintime or ntime > job.ntime + self.ntime_future_s:

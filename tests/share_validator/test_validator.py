@@ -239,11 +239,11 @@ def test_low_difficulty_is_23_with_exact_target(use_backend, coin):
     probe = Pool(coin, difficulty=1e-12).submit()
     hash_int = int.from_bytes(probe.pow_hash, "little")
     exact = Pool(coin)
-    exact.state.job_difficulty[exact.job.job_id] = d = Difficulty(exact.coin, 1.0)
+    exact.state.job_sent(exact.job.job_id, d := Difficulty(exact.coin, 1.0))
     d.target = hash_int  # target equal to the hash: accepted (<=)
     assert exact.submit().accepted
     exact2 = Pool(coin)
-    exact2.state.job_difficulty[exact2.job.job_id] = d2 = Difficulty(exact2.coin, 1.0)
+    exact2.state.job_sent(exact2.job.job_id, d2 := Difficulty(exact2.coin, 1.0))
     d2.target = hash_int - 1  # one below: rejected, no tolerance
     result = exact2.submit()
     assert result.reject is Reject.LOW_DIFFICULTY and result.code == 23
@@ -298,6 +298,27 @@ def test_block_check_on_stale_share(use_backend):
     # A share on a job dropped two tips ago cannot be hashed any more.
     pool.new_job(clean=True, prev="44" * 32)
     assert pool.submit(job_id=old_job, nonce="00000100").reject is Reject.JOB_NOT_FOUND
+
+
+def test_difficulty_change_through_a_job_alias():
+    """A retarget re-sends the current job under a new wire id: shares on the old id count at the
+    old difficulty, on the new id at the new one; the same work under both ids is one share."""
+    pool = Pool(difficulty=1e-12)
+    pool.state.job_sent(pool.job.job_id, Difficulty(pool.coin, 1e12), wire_id=pool.job.job_id + "r1")
+    assert pool.submit(job_id=pool.job.job_id + "r1").reject is Reject.LOW_DIFFICULTY
+    old = pool.submit(nonce="00000001")
+    assert old.accepted and old.job is pool.job and old.credited_difficulty == pytest.approx(1e-12)
+    assert pool.submit(job_id=pool.job.job_id + "r1", nonce="00000001").reject is Reject.DUPLICATE
+    assert pool.submit(job_id=pool.job.job_id + "r2").reject is Reject.JOB_NOT_FOUND
+
+
+def test_miner_job_memory_is_bounded():
+    pool = Pool()
+    for n in range(200):
+        pool.state.job_sent(pool.job.job_id, pool.difficulty, wire_id=f"a{n}")
+    assert len(pool.state.jobs) == pool.state.max_jobs
+    assert pool.submit(job_id="a0").reject is Reject.JOB_NOT_FOUND
+    assert pool.submit(job_id="a199").accepted
 
 
 def test_batch_matches_single(use_backend):
