@@ -4,10 +4,12 @@
  * pool_sha256_transform_shani() has the same contract as
  * pool_sha256_transform_portable() in sha256.c: compress `nblocks` consecutive
  * 64-byte blocks (big-endian message words, FIPS 180-4) into state[0..7] = a..h.
+ * pool_sha256d_64_shani() is sha256d of exactly 64 bytes (a merkle step), like
+ * pool_sha256d_64_portable().
  *
- * Only this function is compiled with target("sha,sse4.1,ssse3"), so the rest of
- * the library stays baseline x86-64; sha256.c selects it at run time only when
- * pool_cpu_has_shani() (cpu.c) reports SHA, SSE4.1 and SSSE3.
+ * Only the functions in this file are compiled with target("sha,sse4.1,ssse3"),
+ * so the rest of the library stays baseline x86-64; sha256.c selects them at run
+ * time only when pool_cpu_has_shani() (cpu.c) reports SHA, SSE4.1 and SSSE3.
  *
  * The structure follows Intel's SHA extensions white paper and Jeffrey Walton's
  * public-domain sha256-x86.c.  Overview of the instructions:
@@ -30,6 +32,8 @@
 
 void pool_sha256_transform_portable(uint32_t state[8], const uint8_t *blocks, size_t nblocks);
 void pool_sha256_transform_shani(uint32_t state[8], const uint8_t *blocks, size_t nblocks);
+void pool_sha256d_64_portable(const uint8_t *in64, uint8_t *out32);
+void pool_sha256d_64_shani(const uint8_t *in64, uint8_t *out32);
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -74,13 +78,74 @@ static const uint32_t K256[64] __attribute__((aligned(16))) = {
 
 #define SCHED_MSG1(cur, prev) ((prev) = _mm_sha256msg1_epu32((prev), (cur)))
 
-__attribute__((target("sha,sse4.1,ssse3")))
+#define SHANI_TARGET __attribute__((target("sha,sse4.1,ssse3")))
+
+/*
+ * The 64 rounds of one block on (abef, cdgh), message words W[0..15] in m0..m3
+ * (host order, W[4q] in the lowest lane of mq).  No feed-forward: the caller adds
+ * the state it started from.
+ */
+static inline __attribute__((always_inline)) SHANI_TARGET void
+shani_rounds(__m128i *abef_p, __m128i *cdgh_p, __m128i m0, __m128i m1, __m128i m2, __m128i m3)
+{
+    __m128i abef = *abef_p, cdgh = *cdgh_p;
+
+    /* Rounds 0-15: message words straight from the block. */
+    QROUND(0, m0);
+    QROUND(1, m1);
+    SCHED_MSG1(m1, m0);
+    QROUND(2, m2);
+    SCHED_MSG1(m2, m1);
+    QROUND(3, m3);
+    SCHED_NEXT(m3, m2, m0); /* m0 = W[16..19] */
+    SCHED_MSG1(m3, m2);
+
+    /* Rounds 16-51: compute the schedule four words ahead. */
+    QROUND(4, m0);
+    SCHED_NEXT(m0, m3, m1); /* W[20..23] */
+    SCHED_MSG1(m0, m3);
+    QROUND(5, m1);
+    SCHED_NEXT(m1, m0, m2); /* W[24..27] */
+    SCHED_MSG1(m1, m0);
+    QROUND(6, m2);
+    SCHED_NEXT(m2, m1, m3); /* W[28..31] */
+    SCHED_MSG1(m2, m1);
+    QROUND(7, m3);
+    SCHED_NEXT(m3, m2, m0); /* W[32..35] */
+    SCHED_MSG1(m3, m2);
+    QROUND(8, m0);
+    SCHED_NEXT(m0, m3, m1); /* W[36..39] */
+    SCHED_MSG1(m0, m3);
+    QROUND(9, m1);
+    SCHED_NEXT(m1, m0, m2); /* W[40..43] */
+    SCHED_MSG1(m1, m0);
+    QROUND(10, m2);
+    SCHED_NEXT(m2, m1, m3); /* W[44..47] */
+    SCHED_MSG1(m2, m1);
+    QROUND(11, m3);
+    SCHED_NEXT(m3, m2, m0); /* W[48..51] */
+    SCHED_MSG1(m3, m2);
+    QROUND(12, m0);
+    SCHED_NEXT(m0, m3, m1); /* W[52..55] */
+    SCHED_MSG1(m0, m3);     /* last msg1: feeds W[60..63] */
+
+    /* Rounds 52-63: the last two schedule steps, then plain rounds. */
+    QROUND(13, m1);
+    SCHED_NEXT(m1, m0, m2); /* W[56..59] */
+    QROUND(14, m2);
+    SCHED_NEXT(m2, m1, m3); /* W[60..63] */
+    QROUND(15, m3);
+
+    *abef_p = abef;
+    *cdgh_p = cdgh;
+}
+
+SHANI_TARGET
 void pool_sha256_transform_shani(uint32_t state[8], const uint8_t *blocks, size_t nblocks)
 {
     /* Byte order swap within each 32-bit word (big-endian message words). */
     const __m128i bswap = _mm_set_epi8(12, 13, 14, 15, 8, 9, 10, 11, 4, 5, 6, 7, 0, 1, 2, 3);
     __m128i abef, cdgh, tmp;
-    __m128i m0, m1, m2, m3;
 
     if (nblocks == 0)
         return;
@@ -98,56 +163,11 @@ void pool_sha256_transform_shani(uint32_t state[8], const uint8_t *blocks, size_
         const __m128i abef_save = abef;
         const __m128i cdgh_save = cdgh;
 
-        m0 = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(blocks + 0)), bswap);
-        m1 = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(blocks + 16)), bswap);
-        m2 = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(blocks + 32)), bswap);
-        m3 = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(blocks + 48)), bswap);
-
-        /* Rounds 0-15: message words straight from the block. */
-        QROUND(0, m0);
-        QROUND(1, m1);
-        SCHED_MSG1(m1, m0);
-        QROUND(2, m2);
-        SCHED_MSG1(m2, m1);
-        QROUND(3, m3);
-        SCHED_NEXT(m3, m2, m0); /* m0 = W[16..19] */
-        SCHED_MSG1(m3, m2);
-
-        /* Rounds 16-51: compute the schedule four words ahead. */
-        QROUND(4, m0);
-        SCHED_NEXT(m0, m3, m1); /* W[20..23] */
-        SCHED_MSG1(m0, m3);
-        QROUND(5, m1);
-        SCHED_NEXT(m1, m0, m2); /* W[24..27] */
-        SCHED_MSG1(m1, m0);
-        QROUND(6, m2);
-        SCHED_NEXT(m2, m1, m3); /* W[28..31] */
-        SCHED_MSG1(m2, m1);
-        QROUND(7, m3);
-        SCHED_NEXT(m3, m2, m0); /* W[32..35] */
-        SCHED_MSG1(m3, m2);
-        QROUND(8, m0);
-        SCHED_NEXT(m0, m3, m1); /* W[36..39] */
-        SCHED_MSG1(m0, m3);
-        QROUND(9, m1);
-        SCHED_NEXT(m1, m0, m2); /* W[40..43] */
-        SCHED_MSG1(m1, m0);
-        QROUND(10, m2);
-        SCHED_NEXT(m2, m1, m3); /* W[44..47] */
-        SCHED_MSG1(m2, m1);
-        QROUND(11, m3);
-        SCHED_NEXT(m3, m2, m0); /* W[48..51] */
-        SCHED_MSG1(m3, m2);
-        QROUND(12, m0);
-        SCHED_NEXT(m0, m3, m1); /* W[52..55] */
-        SCHED_MSG1(m0, m3);     /* last msg1: feeds W[60..63] */
-
-        /* Rounds 52-63: the last two schedule steps, then plain rounds. */
-        QROUND(13, m1);
-        SCHED_NEXT(m1, m0, m2); /* W[56..59] */
-        QROUND(14, m2);
-        SCHED_NEXT(m2, m1, m3); /* W[60..63] */
-        QROUND(15, m3);
+        shani_rounds(&abef, &cdgh,
+                     _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(blocks + 0)), bswap),
+                     _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(blocks + 16)), bswap),
+                     _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(blocks + 32)), bswap),
+                     _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(blocks + 48)), bswap));
 
         /* Feed-forward. */
         abef = _mm_add_epi32(abef, abef_save);
@@ -164,15 +184,90 @@ void pool_sha256_transform_shani(uint32_t state[8], const uint8_t *blocks, size_
     _mm_storeu_si128((__m128i *)&state[4], cdgh);
 }
 
+/* W[t] + K[t] of the padding block of a 64-byte message (defined in sha256.c). */
+extern const uint32_t pool_sha256_pad64_wk[64];
+
+/*
+ * sha256d of exactly 64 bytes (one merkle step), all three compressions in
+ * registers:
+ *   1. the input block, with the usual schedule;
+ *   2. the padding block (0x80, zeros, 512 bits): constant, so its W[t] + K[t]
+ *      are loaded from pool_sha256_pad64_wk and no schedule is computed;
+ *   3. the 32-byte first digest plus padding.  The digest's big-endian words are
+ *      the state words themselves, so its message words come from the state
+ *      registers by two shuffles each (no store, no byte swap); words 8..15 are
+ *      the constant {0x80000000, 0 x 6, 256}, so (shani_rounds being inlined)
+ *      the compiler turns W + K of rounds 8..15 into constants as well.
+ * The input is loaded completely before out32 is written, so they may overlap
+ * (share.c hashes each merkle node in place).
+ */
+SHANI_TARGET
+void pool_sha256d_64_shani(const uint8_t *in64, uint8_t *out32)
+{
+    const __m128i bswap = _mm_set_epi8(12, 13, 14, 15, 8, 9, 10, 11, 4, 5, 6, 7, 0, 1, 2, 3);
+    /* Byte reversal of each 64-bit half: turns {b,a,d,c} / {f,e,h,g} (lanes 0..3)
+     * into the big-endian bytes of a,b,c,d / e,f,g,h. */
+    const __m128i bswap64 = _mm_set_epi8(8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7);
+    /* Initial hash value in the rnds2 layout: abef = {f,e,b,a}, cdgh = {h,g,d,c}. */
+    const __m128i h0_abef = _mm_set_epi32(0x6a09e667, 0xbb67ae85, 0x510e527f, 0x9b05688c);
+    const __m128i h0_cdgh = _mm_set_epi32(0x3c6ef372, 0xa54ff53a, 0x1f83d9ab, 0x5be0cd19);
+    /* Message words 8..15 of block 3: padding of a 32-byte (256-bit) message. */
+    const __m128i pad32_m2 = _mm_set_epi32(0, 0, 0, (int)0x80000000);
+    const __m128i pad32_m3 = _mm_set_epi32(256, 0, 0, 0);
+    __m128i abef = h0_abef, cdgh = h0_cdgh;
+    __m128i mid_abef, mid_cdgh, lo, hi;
+
+    /* Block 1: the 64 input bytes. */
+    shani_rounds(&abef, &cdgh,
+                 _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(in64 + 0)), bswap),
+                 _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(in64 + 16)), bswap),
+                 _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(in64 + 32)), bswap),
+                 _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(in64 + 48)), bswap));
+    abef = mid_abef = _mm_add_epi32(abef, h0_abef);
+    cdgh = mid_cdgh = _mm_add_epi32(cdgh, h0_cdgh);
+
+    /* Block 2: two rounds per rnds2, W + K straight from the table (rnds2 reads
+     * only the low 64 bits of its wk operand). */
+    for (int t = 0; t < 64; t += 4) {
+        const uint32_t *wk = &pool_sha256_pad64_wk[t];
+        cdgh = _mm_sha256rnds2_epu32(cdgh, abef, _mm_loadl_epi64((const __m128i *)&wk[0]));
+        abef = _mm_sha256rnds2_epu32(abef, cdgh, _mm_loadl_epi64((const __m128i *)&wk[2]));
+    }
+    abef = _mm_add_epi32(abef, mid_abef);
+    cdgh = _mm_add_epi32(cdgh, mid_cdgh);
+
+    /* Block 3: W[0..3] = {a,b,c,d}, W[4..7] = {e,f,g,h} of the first digest. */
+    hi = _mm_unpackhi_epi64(abef, cdgh); /* b a d c (lanes 0..3) */
+    lo = _mm_unpacklo_epi64(abef, cdgh); /* f e h g */
+    abef = h0_abef;
+    cdgh = h0_cdgh;
+    shani_rounds(&abef, &cdgh, _mm_shuffle_epi32(hi, 0xB1), _mm_shuffle_epi32(lo, 0xB1),
+                 pad32_m2, pad32_m3);
+    abef = _mm_add_epi32(abef, h0_abef);
+    cdgh = _mm_add_epi32(cdgh, h0_cdgh);
+
+    /* Output: a..h as big-endian bytes. */
+    hi = _mm_unpackhi_epi64(abef, cdgh); /* b a d c */
+    lo = _mm_unpacklo_epi64(abef, cdgh); /* f e h g */
+    _mm_storeu_si128((__m128i *)(out32 + 0), _mm_shuffle_epi8(hi, bswap64));
+    _mm_storeu_si128((__m128i *)(out32 + 16), _mm_shuffle_epi8(lo, bswap64));
+}
+
 #undef QROUND
 #undef SCHED_NEXT
 #undef SCHED_MSG1
+#undef SHANI_TARGET
 
 #else /* not x86: never selected (pool_cpu_has_shani() returns 0) */
 
 void pool_sha256_transform_shani(uint32_t state[8], const uint8_t *blocks, size_t nblocks)
 {
     pool_sha256_transform_portable(state, blocks, nblocks);
+}
+
+void pool_sha256d_64_shani(const uint8_t *in64, uint8_t *out32)
+{
+    pool_sha256d_64_portable(in64, out32);
 }
 
 #endif

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "scrypt.h"
+#include "sha256.h"
 #include "share.h"
 #include "internal/sha256_stream.h"
 

@@ -1,13 +1,92 @@
-"""The ``pool`` command."""
+"""The ``pool`` command: run, devnet, miner, notify, check-config, bench."""
 from __future__ import annotations
 
 import argparse
+import asyncio
+import logging
 import runpy
 import sys
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 
-def _bench(args: argparse.Namespace) -> int:
+def _setup_logging(level: str = "INFO") -> None:
+    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _run_async(coro) -> int:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency; stay usable without it
+        return asyncio.run(coro)
+    return uvloop.run(coro)
+
+
+def _load(path: str):
+    from pool.config import ConfigError, load_config
+
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        print(f"pool: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    _setup_logging(config.log_level)
+
+    async def main() -> int:
+        from pool.app import check_daemon, install_signal_handlers, run_pool
+
+        shutdown = asyncio.Event()
+        install_signal_handlers(shutdown)
+        await check_daemon(config)
+        await run_pool(config, shutdown)
+        return 0
+
+    return _run_async(main())
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    print(f"{args.config}: OK ({config.coin.name}, {len(config.stratum.ports)} stratum ports, "
+          f"{len(config.daemons)} daemons)")
+    return 0
+
+
+def cmd_devnet(args: argparse.Namespace) -> int:
+    _setup_logging("WARNING" if not args.verbose else "INFO")
+    from pool.devnet import devnet_main
+
+    try:
+        return _run_async(devnet_main(args.blocks, args.keep, args.data_dir, args.miners, args.port))
+    except KeyboardInterrupt:
+        return 0
+
+
+def cmd_miner(args: argparse.Namespace, rest: list[str]) -> int:
+    from pool.miner import main as miner_main
+
+    return miner_main(rest)
+
+
+def cmd_notify(args: argparse.Namespace) -> int:
+    """For ``-blocknotify``: tell the pool a block arrived (POST to its loopback notify endpoint)."""
+    request = urllib.request.Request(args.url.rstrip("/") + "/notify", data=b"{}", method="POST",
+                                     headers={"X-Notify-Secret": args.secret, "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            response.read()
+    except (urllib.error.URLError, OSError) as exc:
+        print(f"pool notify: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
     script = Path(__file__).resolve().parent.parent / "bench" / "hashing.py"
     sys.argv = [str(script), "--seconds", str(args.seconds)]
     runpy.run_path(str(script), run_name="__main__")
@@ -17,14 +96,45 @@ def _bench(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pool", description="Stratum v1 mining pool server")
     commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="run the pool from a TOML config")
+    run.add_argument("-c", "--config", required=True)
+    run.set_defaults(handler=cmd_run)
+
+    check = commands.add_parser("check-config", help="validate a config file and exit")
+    check.add_argument("-c", "--config", required=True)
+    check.set_defaults(handler=cmd_check_config)
+
+    devnet = commands.add_parser("devnet", help="regtest daemons, the pool and a demo miner on this machine")
+    devnet.add_argument("--blocks", type=int, default=None, help="stop after this many accepted blocks")
+    devnet.add_argument("--miners", type=int, default=1, help="demo miners to run")
+    devnet.add_argument("--port", type=int, default=3333, help="stratum port (0: any free port)")
+    devnet.add_argument("--data-dir", default=None, help="keep the regtest chain here (default: a temp dir)")
+    devnet.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    devnet.add_argument("-v", "--verbose", action="store_true")
+    devnet.set_defaults(handler=cmd_devnet)
+
+    miner = commands.add_parser("miner", help="the demo CPU miner (pool miner --help)", add_help=False)
+    miner.set_defaults(handler=cmd_miner, passthrough=True)
+
+    notify = commands.add_parser("notify", help="-blocknotify hook: tell a running pool about a new block")
+    notify.add_argument("--url", default="http://127.0.0.1:8081", help="the pool's work.notify_listen")
+    notify.add_argument("--secret", required=True, help="the pool's work.notify_secret")
+    notify.add_argument("blockhash", nargs="?", help="the %%s of -blocknotify (informative)")
+    notify.set_defaults(handler=cmd_notify)
+
     bench = commands.add_parser("bench", help="measure hashing and share validation speed")
     bench.add_argument("--seconds", type=float, default=1.0)
-    bench.set_defaults(handler=_bench)
+    bench.set_defaults(handler=cmd_bench)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    if argv and argv[0] == "miner":
+        return cmd_miner(argparse.Namespace(), argv[1:])
+    args = parser.parse_args(argv)
     return args.handler(args)
 
 

@@ -22,6 +22,7 @@ Modelled on electrumx ``server/daemon.py``.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import itertools
 import json
@@ -191,8 +192,7 @@ class DaemonEndpoint:
         if not parsed.host:
             raise ValueError(f"daemon URL has no host: {cls._redact(parsed)}")
         bare = parsed.with_user(None)
-        if not bare.path:
-            bare = bare.with_path("/")
+        bare = bare.with_path(bare.path or "/")  # "http://h:1" -> "http://h:1/"
         return cls(
             url=str(bare),
             user=user if user is not None else (parsed.user or ""),
@@ -210,8 +210,13 @@ class DaemonEndpoint:
         return str(url.with_user(self.user)) if self.user else str(url)
 
     @property
-    def auth(self) -> aiohttp.BasicAuth | None:
-        return aiohttp.BasicAuth(self.user, self.password) if (self.user or self.password) else None
+    def headers(self) -> dict[str, str]:
+        """HTTP headers for a JSON-RPC POST, with Basic authorization when we have credentials."""
+        headers = {"Content-Type": "application/json"}
+        if self.user or self.password:
+            token = base64.b64encode(f"{self.user}:{self.password}".encode()).decode("ascii")
+            headers["Authorization"] = f"Basic {token}"
+        return headers
 
 
 @dataclass(frozen=True)
@@ -286,6 +291,7 @@ class DaemonClient:
         #: Counters for monitoring and tests.
         self.requests_sent = 0
         self.failover_count = 0
+        self.warmup_answers = 0
         self.in_flight = 0
         self.peak_in_flight = 0
         for number, endpoint in enumerate(endpoints, 1):
@@ -384,7 +390,9 @@ class DaemonClient:
             for request_id, (method, _params) in zip(ids, calls, strict=True):
                 item = by_id.get(request_id)
                 if item is None:
-                    raise DaemonError(f"no reply for {method} in batch", method=label, url=endpoint.logged_url)
+                    raise DaemonError(
+                        f"no reply for {method} in batch", method=label, url=endpoint.logged_url
+                    )
                 error = item.get("error")
                 if not error:
                     results.append(item.get("result"))
@@ -408,7 +416,9 @@ class DaemonClient:
         else:
             request["longpollid"] = longpollid
             method = "getblocktemplate"
-            body = encode_json({"jsonrpc": "1.0", "id": next(self._ids), "method": method, "params": [request]})
+            body = encode_json(
+                {"jsonrpc": "1.0", "id": next(self._ids), "method": method, "params": [request]}
+            )
 
             def unwrap(reply: Any, endpoint: DaemonEndpoint) -> Any:
                 return self._unwrap(reply, method, endpoint)
@@ -466,12 +476,16 @@ class DaemonClient:
             raise rpc_error_from_reply(error, method=method, url=endpoint.logged_url)
         return reply.get("result")
 
-    async def _post(self, state: _EndpointState, method: str, body: bytes, timeout: float, limited: bool) -> Any:
+    async def _post(
+        self, state: _EndpointState, method: str, body: bytes, timeout: float, limited: bool
+    ) -> Any:
         """One HTTP round trip; returns the decoded JSON or raises a DaemonError subclass."""
         session = self._require_session()
         endpoint = state.endpoint
         url = endpoint.logged_url
-        client_timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=min(self._connect_timeout, timeout))
+        client_timeout = aiohttp.ClientTimeout(
+            total=timeout, sock_connect=min(self._connect_timeout, timeout)
+        )
         guard = self._semaphore if limited else contextlib.nullcontext()
         async with guard:
             if limited:
@@ -482,9 +496,8 @@ class DaemonClient:
                 async with session.post(
                     endpoint.url,
                     data=body,
-                    auth=endpoint.auth,
+                    headers=endpoint.headers,
                     timeout=client_timeout,
-                    headers={"Content-Type": "application/json"},
                 ) as response:
                     raw = await response.read()
                     status, reason, content_type = response.status, response.reason, response.content_type
@@ -498,7 +511,9 @@ class DaemonClient:
 
         if status in (401, 403):
             hint = "check rpcuser/rpcpassword" if status == 401 else "check rpcallowip"
-            raise DaemonAuthError(f"HTTP {status} {reason}: {hint}", method=method, url=url, http_status=status)
+            raise DaemonAuthError(
+                f"HTTP {status} {reason}: {hint}", method=method, url=url, http_status=status
+            )
         # Core sends RPC errors as JSON with HTTP 500 (or 404 for an unknown method).
         if content_type == "application/json" or raw[:1] in (b"{", b"["):
             try:
@@ -532,14 +547,12 @@ class DaemonClient:
         while True:
             state = pinned or self._states[self._active_index]
             attempts += 1
+            last_error: DaemonError
             try:
                 result = unwrap(await self._post(state, method, body, timeout, limited), state.endpoint)
-            except DaemonTimeout as error:
-                if not retry_timeouts:
-                    raise
-                self._note_failure(state, error)
-                last_error: DaemonError = error
             except (DaemonUnreachable, DaemonWarmingUp) as error:
+                if isinstance(error, DaemonTimeout) and not retry_timeouts:
+                    raise
                 self._note_failure(state, error)
                 last_error = error
             except DaemonError:
@@ -568,6 +581,8 @@ class DaemonClient:
     def _note_failure(self, state: _EndpointState, error: DaemonError) -> None:
         """Log a daemon's failure once per outage, not once per retry."""
         state.failures += 1
+        if isinstance(error, DaemonWarmingUp):
+            self.warmup_answers += 1
         if state.failing:
             logger.debug("daemon %s still failing: %s", state.endpoint.logged_url, error.message)
             return
@@ -575,7 +590,9 @@ class DaemonClient:
         if isinstance(error, DaemonWarmingUp):
             logger.warning("daemon %s is warming up: %s", state.endpoint.logged_url, error.message)
         else:
-            logger.warning("daemon %s failed (%s): %s", state.endpoint.logged_url, error.method, error.message)
+            logger.warning(
+                "daemon %s failed (%s): %s", state.endpoint.logged_url, error.method, error.message
+            )
 
     def _note_answer(self, state: _EndpointState) -> None:
         if state.failing:

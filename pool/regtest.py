@@ -10,15 +10,15 @@ their own process group (no ``-daemon``), so `stop` can SIGTERM them, wait, and 
         template = net.getblocktemplate()
         url = net.rpc_url(0)            # http://user:pass@127.0.0.1:port/ for DaemonClient
 
-MWEB activates at height 432 on regtest once coins have been pegged in; `activate_mweb` does that.
-Templates are cached by the daemon for up to 5 s while only the mempool changes, so use
-`wait_for_template` after sending transactions.
+A fresh chain (height 0) counts as initial block download: getblocktemplate answers -10 until
+one block has been mined. MWEB activates at height 432 once coins have been pegged in;
+`activate_mweb` does that. The daemon caches templates for up to 5 s while only the mempool
+changes, so use `wait_for_template` after sending transactions.
 """
 
 from __future__ import annotations
 
 import atexit
-import base64
 import itertools
 import logging
 import os
@@ -41,6 +41,7 @@ from typing import IO, Any, Self
 from pool.daemon import (
     GBT_RULES,
     DaemonAuthError,
+    DaemonEndpoint,
     DaemonError,
     DaemonTimeout,
     DaemonUnreachable,
@@ -172,12 +173,14 @@ class RegtestNetwork:
     ) -> None:
         self.stop()
 
-    def start(self) -> Self:
-        """Start all nodes, wait for RPC and peers, create or load the wallet on node 0."""
+    def start(self, *, wait: bool = True) -> Self:
+        """Start all nodes, then (unless ``wait=False``) `wait_ready`. A failure stops everything."""
         if self._started:
             raise RegtestError("network already started")
         binary = find_litecoind(self._binary)
         self._started = True
+        self.nodes = []
+        self._mining_address = None
         atexit.register(self.stop)
         try:
             if self._given_base_dir is not None:
@@ -194,6 +197,17 @@ class RegtestNetwork:
                 self.nodes.append(node)
             for node in self.nodes:
                 self._launch(binary, node)
+            if wait:
+                self.wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def wait_ready(self) -> None:
+        """Wait for RPC on every node (riding out -28 warm-up) and for the peers, then create or
+        load the wallet on node 0. Stops the network if that fails."""
+        try:
             deadline = time.monotonic() + self.startup_timeout
             for node in self.nodes:
                 self._wait_for_rpc(node, deadline)
@@ -207,7 +221,6 @@ class RegtestNetwork:
             self.base_dir,
             ", ".join(f"node{n.index} rpc {n.rpc_port} p2p {n.p2p_port}" for n in self.nodes),
         )
-        return self
 
     def stop(self) -> None:
         """SIGTERM every node, wait, kill after `stop_timeout`; remove the temp dir. Idempotent."""
@@ -225,7 +238,9 @@ class RegtestNetwork:
                 try:
                     process.wait(timeout=self.stop_timeout)
                 except subprocess.TimeoutExpired:
-                    logger.warning("node%d did not stop within %gs; killing it", node.index, self.stop_timeout)
+                    logger.warning(
+                        "node%d did not stop within %gs; killing it", node.index, self.stop_timeout
+                    )
                     process.kill()
                     process.wait()
             if node.output is not None:
@@ -266,8 +281,13 @@ class RegtestNetwork:
         config.chmod(0o600)
 
     def _launch(self, binary: str, node: RegtestNode) -> None:
-        node.output = open(node.datadir / "stdout.log", "ab")
-        command = [binary, f"-datadir={node.datadir}", f"-conf={node.datadir / 'litecoin.conf'}", *self.extra_args]
+        node.output = open(node.datadir / "stdout.log", "ab")  # noqa: SIM115 - open until stop()
+        command = [
+            binary,
+            f"-datadir={node.datadir}",
+            f"-conf={node.datadir / 'litecoin.conf'}",
+            *self.extra_args,
+        ]
         logger.debug("starting node%d: %s", node.index, " ".join(command))
         node.process = subprocess.Popen(
             command,
@@ -301,7 +321,9 @@ class RegtestNetwork:
             for node in self.nodes:
                 self._check_alive(node)
             if time.monotonic() > deadline:
-                raise RegtestError(f"nodes did not connect (peer counts {counts})\n{self.nodes[0].log_tail()}")
+                raise RegtestError(
+                    f"nodes did not connect (peer counts {counts})\n{self.nodes[0].log_tail()}"
+                )
             time.sleep(0.05)
 
     def _open_wallet(self) -> None:
@@ -329,18 +351,16 @@ class RegtestNetwork:
         path = f"wallet/{wallet}" if wallet else ""
         return f"http://{self.rpc_user}:{self.rpc_password}@127.0.0.1:{self.nodes[node].rpc_port}/{path}"
 
-    def rpc(self, node: int, method: str, *params: Any, wallet: str | None = None, timeout: float = 60.0) -> Any:
+    def rpc(
+        self, node: int, method: str, *params: Any, wallet: str | None = None, timeout: float = 60.0
+    ) -> Any:
         """Call `method` on node `node` synchronously; raises the same errors as `DaemonClient`."""
-        target = self.nodes[node]
-        logged_url = f"http://{self.rpc_user}@127.0.0.1:{target.rpc_port}/"
-        path = f"wallet/{wallet}" if wallet else ""
-        body = encode_json({"jsonrpc": "1.0", "id": next(self._ids), "method": method, "params": list(params)})
-        token = base64.b64encode(f"{self.rpc_user}:{self.rpc_password}".encode()).decode()
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{target.rpc_port}/{path}",
-            data=body,
-            headers={"Content-Type": "application/json", "Authorization": f"Basic {token}"},
+        endpoint = DaemonEndpoint.parse(self.rpc_url(node, wallet=wallet))
+        logged_url = endpoint.logged_url
+        body = encode_json(
+            {"jsonrpc": "1.0", "id": next(self._ids), "method": method, "params": list(params)}
         )
+        request = urllib.request.Request(endpoint.url, data=body, headers=endpoint.headers)
         status: int | None = None
         try:
             with urllib.request.urlopen(request, timeout=timeout) as response:
@@ -349,7 +369,9 @@ class RegtestNetwork:
             status = error.code
             raw = error.read()
             if status in (401, 403):
-                raise DaemonAuthError(f"HTTP {status}", method=method, url=logged_url, http_status=status) from None
+                raise DaemonAuthError(
+                    f"HTTP {status}", method=method, url=logged_url, http_status=status
+                ) from None
         except TimeoutError as error:
             raise DaemonTimeout(f"no answer within {timeout:g}s", method=method, url=logged_url) from error
         except (urllib.error.URLError, OSError) as error:
@@ -361,7 +383,7 @@ class RegtestNetwork:
                 f"HTTP {status}: {raw[:200].decode(errors='replace')}", method=method, url=logged_url
             ) from None
         if reply.get("error"):
-            raise rpc_error_from_reply(reply["error"], method=method, url=logged_url, http_status=status)
+            raise rpc_error_from_reply(reply["error"], method=method, url=logged_url)
         return reply.get("result")
 
     # -- chain helpers -------------------------------------------------------------------------------
@@ -376,7 +398,9 @@ class RegtestNetwork:
     def height(self, node: int = 0) -> int:
         return int(self.rpc(node, "getblockcount"))
 
-    def generate(self, count: int, address: str | None = None, *, node: int = 0, sync: bool = True) -> list[str]:
+    def generate(
+        self, count: int, address: str | None = None, *, node: int = 0, sync: bool = True
+    ) -> list[str]:
         """Mine `count` blocks on `node` (to the wallet by default); wait until all nodes have them."""
         hashes = [str(h) for h in self.rpc(node, "generatetoaddress", count, address or self.mining_address)]
         if sync and hashes:
@@ -477,7 +501,9 @@ class RegtestNetwork:
         tip_height = self.height(node)
         if template["previousblockhash"] != tip_hash or self.rpc(node, "getbestblockhash") != tip_hash:
             raise RegtestError("the tip moved while taking the snapshot")
-        blocks = [self.rpc(node, "getblock", self.rpc(node, "getblockhash", h), 0) for h in range(1, tip_height + 1)]
+        blocks = [
+            self.rpc(node, "getblock", self.rpc(node, "getblockhash", h), 0) for h in range(1, tip_height + 1)
+        ]
         version = self.rpc(node, "getnetworkinfo")
         return {
             "_context": {

@@ -1,0 +1,124 @@
+"""Block candidates: submitted at once to every daemon, then verified on the chain.
+
+``null`` from ``submitblock`` is acceptance; ``duplicate``, ``inconclusive`` and
+``duplicate-inconclusive`` are not rejections: the block is checked with
+``getblockhash(height)`` (``getblock`` alone also succeeds for stale blocks).  An RPC
+error is retried and then verified the same way.  A solution is never dropped: every
+candidate is reported to the recorder before anything is sent.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from pool.daemon import DaemonClient, DaemonError
+from pool.recorder import BlockRecord, Recorder
+
+if TYPE_CHECKING:
+    from pool.stratum.session import Session
+    from share_validator.validator import ShareResult
+
+logger = logging.getLogger(__name__)
+
+NOT_REJECTIONS = {"duplicate", "inconclusive", "duplicate-inconclusive"}
+
+
+class BlockSubmitter:
+    def __init__(self, daemon: DaemonClient, recorder: Recorder, *, on_accepted: Callable[[], None] | None = None,
+                 submit_attempts: int = 5, verify_attempts: int = 20, verify_interval_s: float = 0.5,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.daemon = daemon
+        self.recorder = recorder
+        self.on_accepted = on_accepted
+        self.submit_attempts = submit_attempts
+        self.verify_attempts = verify_attempts
+        self.verify_interval_s = verify_interval_s
+        self.clock = clock
+        self.tasks: set[asyncio.Task] = set()
+        self.results: list[BlockRecord] = []
+
+    def submit(self, result: ShareResult, session: Session) -> None:
+        address, worker = session.workers.get(result.worker, ("", ""))
+        job = result.job
+        record = BlockRecord(
+            height=job.height, hash=result.block_hash_hex, created=self.clock(), address=address, worker=worker,
+            status="candidate", reward=job.coinbase_value, actual_difficulty=result.actual_difficulty,
+            network_difficulty=job.network_difficulty,
+        )
+        self.recorder.record_block(record)
+        task = asyncio.ensure_future(self._submit(record, result.block.hex()))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def wait(self) -> None:
+        """Wait for the submissions under way (used at shutdown and by tests)."""
+        while self.tasks:
+            await asyncio.gather(*list(self.tasks), return_exceptions=True)
+
+    async def _submit(self, record: BlockRecord, block_hex: str) -> None:
+        verdicts: list[str] = []
+        needs_check = False
+        for attempt in range(self.submit_attempts):
+            replies = await self.daemon.call_all("submitblock", block_hex)
+            verdicts = []
+            errors = 0
+            for reply in replies:
+                if reply.error is not None:
+                    errors += 1
+                    verdicts.append(f"error: {reply.error}")
+                elif reply.result is None:
+                    verdicts.append("accepted")
+                else:
+                    verdicts.append(str(reply.result))
+            if "accepted" in verdicts:
+                break
+            if any(v in NOT_REJECTIONS for v in verdicts):
+                needs_check = True
+                break
+            if errors < len(replies):  # every daemon that answered rejected it
+                break
+            await asyncio.sleep(min(0.5 * 2**attempt, 5.0))
+        else:
+            needs_check = True
+        on_chain = await self._on_main_chain(record)
+        if on_chain:
+            status = "accepted"
+        elif "accepted" in verdicts or needs_check:
+            status = "orphaned" if on_chain is False else "unknown"
+        else:
+            status = "rejected"
+        record = _with_status(record, status, ", ".join(verdicts))
+        self.results.append(record)
+        self.recorder.record_block(record)
+        if status == "accepted" and self.on_accepted is not None:
+            self.on_accepted()
+
+    async def _on_main_chain(self, record: BlockRecord) -> bool | None:
+        """True when getblockhash(height) is this block; False when another block holds the height."""
+        other = None
+        for attempt in range(self.verify_attempts):
+            try:
+                at_height = await self.daemon.getblockhash(record.height)
+            except DaemonError as exc:
+                if exc.code == -8:  # height above the tip: not there (yet)
+                    other = None
+                else:
+                    logger.debug("verify block %s: %s", record.hash, exc)
+                at_height = None
+            if at_height == record.hash:
+                return True
+            if at_height is not None:
+                other = at_height
+                if attempt >= 2:
+                    return False
+            await asyncio.sleep(self.verify_interval_s)
+        return False if other is not None else None
+
+
+def _with_status(record: BlockRecord, status: str, detail: str) -> BlockRecord:
+    fields = {name: getattr(record, name) for name in BlockRecord.__slots__}
+    fields.update(status=status, detail=detail)
+    return BlockRecord(**fields)

@@ -1,0 +1,309 @@
+"""The pool's configuration: one TOML file, read once and validated at start-up.
+
+A bad key names itself, its file and line, and what is allowed; an unknown key is an
+error (a typo must not silently fall back to a default).  ``deploy/pool.example.toml``
+documents every key.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from share_validator.address import InvalidAddress, address_to_script
+from share_validator.coins import Coin, UnknownCoin, get_coin
+from share_validator.job import MAX_EXTRANONCE2_SIZE, MIN_EXTRANONCE2_SIZE
+
+
+class ConfigError(ValueError):
+    """A configuration problem; the message names the key, the file and the line."""
+
+
+@dataclass(frozen=True)
+class DaemonConfig:
+    url: str
+    user: str | None = None
+    password: str | None = None
+
+
+@dataclass(frozen=True)
+class PortConfig:
+    port: int
+    host: str = "0.0.0.0"
+    difficulty: float = 0.0  # 0: the minimum
+    min_difficulty: float = 0.001
+    max_difficulty: float = 1e15
+    vardiff: bool = True
+    target_share_s: float = 15.0
+    retarget_s: float = 90.0
+    variance_pct: float = 30.0
+    name: str = ""
+
+    @property
+    def initial_difficulty(self) -> float:
+        return self.difficulty or self.min_difficulty
+
+
+@dataclass(frozen=True)
+class StratumConfig:
+    ports: tuple[PortConfig, ...]
+    max_line_bytes: int = 16_384
+    handshake_timeout_s: float = 30.0
+    idle_timeout_s: float = 900.0
+    max_connections: int = 100_000
+    max_connections_per_ip: int = 1_000
+    send_buffer_bytes: int = 1 << 20
+    ban_invalid_ratio: float = 0.5
+    ban_min_shares: int = 50
+    ban_duration_s: float = 600.0
+    max_bad_messages: int = 10
+    get_transactions: bool = False
+    session_resume_s: float = 600.0
+
+
+@dataclass(frozen=True)
+class WorkConfig:
+    template_refresh_s: float = 30.0
+    poll_interval_s: float = 0.5
+    longpoll: bool = True
+    notify_listen: str = ""  # "127.0.0.1:PORT" for the -blocknotify HTTP hook, "" = off
+    notify_secret: str = ""
+    ntime_future_s: int = 600
+
+
+@dataclass(frozen=True)
+class PoolConfig:
+    coin: Coin
+    address: str
+    payout_script: bytes
+    daemons: tuple[DaemonConfig, ...]
+    stratum: StratumConfig
+    work: WorkConfig = field(default_factory=WorkConfig)
+    pool_tag: str = "/quarry/"
+    node_id: int = 0
+    extranonce2_size: int = 4
+    log_level: str = "INFO"
+    share_log: str = ""  # a file to append every accepted share and block to, "" = log only
+    source: str = "<dict>"
+
+
+# -- reading -------------------------------------------------------------------------------
+
+
+class _Reader:
+    """Takes keys out of one TOML table, checking each; what is left over is an unknown key."""
+
+    def __init__(self, table: Any, section: str, source: str, text: str) -> None:
+        self.section = section
+        self.source = source
+        self.text = text
+        if not isinstance(table, dict):
+            raise self.error(section, f"must be a table, not {type(table).__name__}")
+        self.table = dict(table)
+
+    def line_of(self, key: str) -> int | None:
+        last = key.rsplit(".", 1)[-1].split("[", 1)[0]
+        for number, line in enumerate(self.text.splitlines(), start=1):
+            if re.match(rf"\s*{re.escape(last)}\s*=", line):
+                return number
+        return None
+
+    def error(self, key: str, message: str) -> ConfigError:
+        line = self.line_of(key) if key else None
+        where = f"{self.source}:{line}" if line else self.source
+        return ConfigError(f"{where}: {key}: {message}")
+
+    def _name(self, key: str) -> str:
+        return f"{self.section}.{key}" if self.section else key
+
+    def get(self, key: str, kind: type | tuple, default: Any = ..., *, allowed: str = "") -> Any:
+        name = self._name(key)
+        if key not in self.table:
+            if default is ...:
+                raise self.error(name, f"is required ({allowed or kind_name(kind)})")
+            return default
+        value = self.table.pop(key)
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        if float in kinds and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if isinstance(value, bool) and bool not in kinds or not isinstance(value, kinds):
+            raise self.error(name, f"must be {allowed or kind_name(kind)}, not {value!r}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise self.error(name, f"must be a finite number, not {value!r}")
+        return value
+
+    def number(self, key: str, default: Any, low: float, high: float, *, integer: bool = False) -> Any:
+        kind = int if integer else float
+        value = self.get(key, kind, default, allowed=f"a number in [{low}, {high}]")
+        if not low <= value <= high:
+            raise self.error(self._name(key), f"must be in [{low}, {high}], not {value!r}")
+        return value
+
+    def finish(self) -> None:
+        if self.table:
+            key = sorted(self.table)[0]
+            raise self.error(self._name(key), "unknown key")
+
+
+def kind_name(kind: type | tuple) -> str:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    names = {
+        str: "a string",
+        int: "an integer",
+        float: "a number",
+        bool: "true or false",
+        list: "a list",
+        dict: "a table",
+    }
+    return " or ".join(names.get(k, k.__name__) for k in kinds)
+
+
+def load_config(path: str | Path) -> PoolConfig:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    return parse_config(data, source=str(path), text=text)
+
+
+def parse_config(data: dict, *, source: str = "<dict>", text: str = "") -> PoolConfig:
+    root = _Reader(data, "", source, text)
+    pool = _Reader(root.get("pool", dict), "pool", source, text)
+    coin_name = pool.get("coin", str, allowed="a coin name such as 'litecoin'")
+    try:
+        coin = get_coin(coin_name)
+    except UnknownCoin as exc:
+        raise pool.error("pool.coin", str(exc)) from None
+    address = pool.get("address", str, allowed="the pool's payout address")
+    try:
+        payout_script = address_to_script(coin, address)
+    except InvalidAddress as exc:
+        raise pool.error("pool.address", f"not a {coin.name} address: {exc}") from None
+    pool_tag = pool.get("pool_tag", str, "/quarry/")
+    if len(pool_tag.encode()) > 60:
+        raise pool.error("pool.pool_tag", "must be at most 60 bytes")
+    node_id = pool.number("node_id", 0, 0, 255, integer=True)
+    extranonce2_size = pool.number(
+        "extranonce2_size", 4, MIN_EXTRANONCE2_SIZE, MAX_EXTRANONCE2_SIZE, integer=True
+    )
+    log_level = pool.get("log_level", str, "INFO").upper()
+    if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise pool.error("pool.log_level", "must be one of debug, info, warning, error")
+    share_log = pool.get("share_log", str, "")
+    pool.finish()
+
+    daemons_raw = root.get("daemons", list, allowed="a list of [[daemons]] tables")
+    if not daemons_raw:
+        raise root.error("daemons", "at least one [[daemons]] entry is required")
+    daemons = []
+    for index, entry in enumerate(daemons_raw):
+        reader = _Reader(entry, f"daemons[{index}]", source, text)
+        url = reader.get("url", str, allowed="an http:// URL")
+        if not re.fullmatch(r"https?://[^\s/]+(/.*)?", url):
+            raise reader.error(f"daemons[{index}].url", f"must be an http:// URL, not {url!r}")
+        daemons.append(DaemonConfig(url, reader.get("user", str, None), reader.get("password", str, None)))
+        reader.finish()
+
+    stratum = _read_stratum(_Reader(root.get("stratum", dict), "stratum", source, text), source, text)
+    work = _read_work(_Reader(root.get("work", dict, {}), "work", source, text))
+    root.finish()
+    return PoolConfig(
+        coin=coin,
+        address=address,
+        payout_script=payout_script,
+        daemons=tuple(daemons),
+        stratum=stratum,
+        work=work,
+        pool_tag=pool_tag,
+        node_id=node_id,
+        extranonce2_size=extranonce2_size,
+        log_level=log_level,
+        share_log=share_log,
+        source=source,
+    )
+
+
+def _read_stratum(reader: _Reader, source: str, text: str) -> StratumConfig:
+    ports_raw = reader.get("ports", list, allowed="a list of [[stratum.ports]] tables")
+    if not ports_raw:
+        raise reader.error("stratum.ports", "at least one [[stratum.ports]] entry is required")
+    ports = []
+    for index, entry in enumerate(ports_raw):
+        port = _Reader(entry, f"stratum.ports[{index}]", source, text)
+        number = port.number("port", ..., 0, 65535, integer=True)  # 0: any free port
+        min_difficulty = port.number("min_difficulty", 0.001, 1e-12, 1e18)
+        max_difficulty = port.number("max_difficulty", 1e15, 1e-12, 1e18)
+        if max_difficulty < min_difficulty:
+            raise port.error(f"stratum.ports[{index}].max_difficulty", "must be >= min_difficulty")
+        difficulty = port.number("difficulty", 0.0, 0.0, 1e18)
+        if difficulty and not min_difficulty <= difficulty <= max_difficulty:
+            raise port.error(
+                f"stratum.ports[{index}].difficulty", "must be within [min_difficulty, max_difficulty]"
+            )
+        ports.append(
+            PortConfig(
+                port=number,
+                host=port.get("host", str, "0.0.0.0"),
+                difficulty=difficulty,
+                min_difficulty=min_difficulty,
+                max_difficulty=max_difficulty,
+                vardiff=port.get("vardiff", bool, True),
+                target_share_s=port.number("target_share_s", 15.0, 0.05, 3600),
+                retarget_s=port.number("retarget_s", 90.0, 0.1, 86400),
+                variance_pct=port.number("variance_pct", 30.0, 0, 100),
+                name=port.get("name", str, ""),
+            )
+        )
+        port.finish()
+    fixed = [p.port for p in ports if p.port]
+    if len(set(fixed)) != len(fixed):
+        raise reader.error("stratum.ports", "two entries use the same port")
+    config = StratumConfig(
+        ports=tuple(ports),
+        max_line_bytes=reader.number("max_line_bytes", 16_384, 512, 1 << 20, integer=True),
+        handshake_timeout_s=reader.number("handshake_timeout_s", 30.0, 0.1, 3600),
+        idle_timeout_s=reader.number("idle_timeout_s", 900.0, 1, 86400),
+        max_connections=reader.number("max_connections", 100_000, 1, 10_000_000, integer=True),
+        max_connections_per_ip=reader.number("max_connections_per_ip", 1_000, 1, 10_000_000, integer=True),
+        send_buffer_bytes=reader.number("send_buffer_bytes", 1 << 20, 4096, 1 << 30, integer=True),
+        ban_invalid_ratio=reader.number("ban_invalid_ratio", 0.5, 0, 1),
+        ban_min_shares=reader.number("ban_min_shares", 50, 1, 1_000_000, integer=True),
+        ban_duration_s=reader.number("ban_duration_s", 600.0, 0, 86400 * 30),
+        max_bad_messages=reader.number("max_bad_messages", 10, 1, 1_000_000, integer=True),
+        get_transactions=reader.get("get_transactions", bool, False),
+        session_resume_s=reader.number("session_resume_s", 600.0, 0, 86400),
+    )
+    reader.finish()
+    return config
+
+
+def _read_work(reader: _Reader) -> WorkConfig:
+    notify_listen = reader.get("notify_listen", str, "")
+    if notify_listen and not re.fullmatch(
+        r"127\.\d+\.\d+\.\d+:\d{1,5}|\[::1\]:\d{1,5}|localhost:\d{1,5}", notify_listen
+    ):
+        raise reader.error("work.notify_listen", "must be a loopback HOST:PORT such as 127.0.0.1:8081")
+    notify_secret = reader.get("notify_secret", str, "")
+    if notify_listen and len(notify_secret) < 16:
+        raise reader.error("work.notify_secret", "must be at least 16 characters when notify_listen is set")
+    config = WorkConfig(
+        template_refresh_s=reader.number("template_refresh_s", 30.0, 0.5, 3600),
+        poll_interval_s=reader.number("poll_interval_s", 0.5, 0.01, 60),
+        longpoll=reader.get("longpoll", bool, True),
+        notify_listen=notify_listen,
+        notify_secret=notify_secret,
+        ntime_future_s=reader.number("ntime_future_s", 600, 0, 7200, integer=True),
+    )
+    reader.finish()
+    return config

@@ -1,0 +1,139 @@
+"""``pool devnet``: a whole pool on a private Litecoin regtest network, on this machine.
+
+Starts two connected regtest ``litecoind`` nodes in a temporary directory on loopback
+ports, pre-mines to just below MWEB activation (coinbase coins must mature before the
+MWEB peg-in), starts the pool and the built-in demo CPU miner speaking Stratum over TCP,
+pegs coins into MWEB when the chain reaches height 431 so that block 432 can be mined,
+keeps a segwit and an MWEB transaction in the mempool, and shows blocks as they are found.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+
+from pool.app import RunningPool, run_pool
+from pool.config import PoolConfig, parse_config
+from pool.regtest import MWEB_ACTIVATION_HEIGHT, RegtestNetwork
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class DevnetReport:
+    accepted: list = field(default_factory=list)  # BlockRecords
+    other: list = field(default_factory=list)
+    miner_stats: dict = field(default_factory=dict)
+    mweb_pegged_at: int | None = None
+    segwit_txids: list = field(default_factory=list)
+    mweb_txids: list = field(default_factory=list)
+    stratum_port: int = 0
+
+
+def devnet_config(net: RegtestNetwork, address: str, *, stratum_port: int = 0, difficulty: float = 0.05,
+                  share_log: str = "") -> PoolConfig:
+    return parse_config({
+        "pool": {"coin": "litecoin-regtest", "address": address, "pool_tag": "/quarry-devnet/",
+                 "share_log": share_log},
+        "daemons": [{"url": net.rpc_url(i)} for i in range(len(net.nodes))],
+        "stratum": {
+            "ports": [{"port": stratum_port, "host": "127.0.0.1", "difficulty": difficulty,
+                       "min_difficulty": difficulty / 64, "max_difficulty": difficulty * 64,
+                       "target_share_s": 2.0, "retarget_s": 20.0}],
+            "handshake_timeout_s": 60.0,
+        },
+        "work": {"template_refresh_s": 5.0, "poll_interval_s": 0.1},
+    }, source="devnet")
+
+
+async def run_devnet(net: RegtestNetwork, *, blocks_wanted: int | None, premine_to: int = 420,
+                     miners: int = 1, difficulty: float = 0.05, timeout_s: float | None = None,
+                     stratum_port: int = 0, share_log: str = "", announce=print) -> DevnetReport:
+    """Mine through the pool until ``blocks_wanted`` blocks are accepted (None: until cancelled)."""
+    from pool.miner import run_miner
+
+    height = await asyncio.to_thread(net.height)
+    if height < premine_to:
+        announce(f"pre-mining {premine_to - height} blocks to height {premine_to} ...")
+        await asyncio.to_thread(net.generate, premine_to - height)
+    address = await asyncio.to_thread(net.rpc, 0, "getnewaddress", "pool", "bech32")
+    config = devnet_config(net, address, stratum_port=stratum_port, difficulty=difficulty, share_log=share_log)
+    shutdown = asyncio.Event()
+    ready: asyncio.Future[RunningPool] = asyncio.get_running_loop().create_future()
+    report = DevnetReport()
+    pool_task = asyncio.ensure_future(run_pool(config, shutdown, on_ready=ready.set_result))
+    try:
+        running = await asyncio.wait_for(asyncio.shield(ready), 60)
+        port = running.server.ports[0]
+        report.stratum_port = port
+        announce(f"pool: stratum+tcp://127.0.0.1:{port}  coin litecoin-regtest  payout {address}")
+        miner_tasks = [
+            asyncio.ensure_future(run_miner("127.0.0.1", port, f"{address}.demo{n}", "x", algorithm="scrypt"))
+            for n in range(miners)
+        ]
+        seen = 0
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while blocks_wanted is None or len(report.accepted) < blocks_wanted:
+            if pool_task.done():
+                pool_task.result()
+                raise RuntimeError("the pool stopped")
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"only {len(report.accepted)} blocks accepted within {timeout_s:g}s")
+            for record in running.blocks.results[seen:]:
+                seen += 1
+                if record.status == "accepted":
+                    report.accepted.append(record)
+                    announce(f"block {record.height} {record.hash} found by {record.worker} "
+                             f"(share difficulty {record.actual_difficulty:.4g}) accepted")
+                else:
+                    report.other.append(record)
+                    announce(f"block {record.height} {record.hash} {record.status}: {record.detail}")
+            await _tend_mempool(net, report, announce)
+            await asyncio.sleep(0.2)
+        for task in miner_tasks:
+            task.cancel()
+        await asyncio.gather(*miner_tasks, return_exceptions=True)
+        return report
+    finally:
+        shutdown.set()
+        try:
+            await asyncio.wait_for(pool_task, 30)
+        except Exception:
+            logger.exception("pool stopped with an error")
+
+
+async def _tend_mempool(net: RegtestNetwork, report: DevnetReport, announce) -> None:
+    """Peg in at height 431 (block 432 needs it); keep a segwit and an MWEB transaction waiting."""
+    height = await asyncio.to_thread(net.height)
+    if height == MWEB_ACTIVATION_HEIGHT - 1 and report.mweb_pegged_at is None:
+        pegin = await asyncio.to_thread(net.rpc, 0, "getnewaddress", "", "mweb")
+        await asyncio.to_thread(net.rpc, 0, "sendtoaddress", pegin, Decimal(1))
+        report.mweb_pegged_at = height
+        announce(f"height {height}: pegged 1 LTC into MWEB so that block {MWEB_ACTIVATION_HEIGHT} can be mined")
+    mempool = await asyncio.to_thread(net.rpc, 0, "getrawmempool")
+    if not mempool and height >= 101:
+        txid = await asyncio.to_thread(net.send_segwit_tx, Decimal("0.1"))
+        report.segwit_txids.append(txid)
+        if height >= MWEB_ACTIVATION_HEIGHT + 1:
+            try:
+                report.mweb_txids.append(await asyncio.to_thread(net.send_mweb_tx, Decimal("0.05")))
+            except Exception as exc:  # the wallet may not have spendable MWEB coins yet
+                logger.debug("no MWEB transaction this time: %s", exc)
+
+
+async def devnet_main(blocks: int | None, keep: bool, data_dir: str | None, miners: int, port: int) -> int:
+    base = Path(data_dir) if data_dir else None
+    net = RegtestNetwork(base, keep_dir=keep)
+    print("starting two regtest litecoind nodes ...", flush=True)
+    await asyncio.to_thread(net.start)
+    try:
+        report = await run_devnet(net, blocks_wanted=blocks, miners=miners, stratum_port=port)
+        print(f"done: {len(report.accepted)} blocks accepted, chain height {await asyncio.to_thread(net.height)}")
+        return 0
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        return 0
+    finally:
+        await asyncio.to_thread(net.stop)

@@ -1,0 +1,111 @@
+"""Where accepted shares and block candidates go.
+
+The ``Recorder`` interface is what the Stratum server calls; ``LogRecorder`` keeps a log of
+every accepted share and every block (JSON lines, appended to a file when one is configured,
+and block candidates always in the pool's log).  The PostgreSQL ledger implements the same
+interface.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Protocol
+
+import orjson
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class ShareRecord:
+    share_id: str  # node id + sequence: unique across the pool
+    created: float  # unix time
+    address: str
+    worker: str
+    credited_difficulty: float
+    actual_difficulty: float
+    network_difficulty: float
+    height: int
+    coinbase_value: int  # satoshis
+    node_id: int
+    ip: str
+    is_block: bool
+
+
+@dataclass(slots=True)
+class BlockRecord:
+    height: int
+    hash: str
+    created: float
+    address: str
+    worker: str
+    status: str  # candidate, submitted, accepted, rejected, orphaned ...
+    reward: int  # satoshis
+    actual_difficulty: float
+    network_difficulty: float
+    detail: str = ""
+
+
+class Recorder(Protocol):
+    async def start(self) -> None: ...
+    async def stop(self) -> None: ...
+    def record_share(self, share: ShareRecord) -> None: ...
+    def record_block(self, block: BlockRecord) -> None: ...
+
+
+class LogRecorder:
+    """Every accepted share and block as one JSON line, flushed once a second."""
+
+    def __init__(self, path: str | Path | None = None, *, flush_interval_s: float = 1.0) -> None:
+        self.path = Path(path) if path else None
+        self.flush_interval_s = flush_interval_s
+        self._buffer: list[bytes] = []
+        self._file = None
+        self._task: asyncio.Task | None = None
+        self.shares = 0
+        self.blocks: list[BlockRecord] = []
+
+    async def start(self) -> None:
+        if self.path:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = open(self.path, "ab")
+        self._task = asyncio.create_task(self._flusher(), name="share-log-flush")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+        self.flush()
+        if self._file:
+            self._file.close()
+            self._file = None
+
+    def record_share(self, share: ShareRecord) -> None:
+        self.shares += 1
+        if self._file:
+            self._buffer.append(orjson.dumps({"type": "share", **asdict(share)}) + b"\n")
+        elif logger.isEnabledFor(logging.DEBUG):
+            logger.debug("share %s", asdict(share))
+
+    def record_block(self, block: BlockRecord) -> None:
+        self.blocks.append(block)
+        logger.info("block %s at height %d: %s %s", block.hash, block.height, block.status, block.detail)
+        if self._file:
+            self._buffer.append(orjson.dumps({"type": "block", **asdict(block)}) + b"\n")
+            self.flush()
+
+    def flush(self) -> None:
+        if self._file and self._buffer:
+            self._file.write(b"".join(self._buffer))
+            self._file.flush()
+            self._buffer.clear()
+
+    async def _flusher(self) -> None:
+        while True:
+            await asyncio.sleep(self.flush_interval_s)
+            self.flush()

@@ -1,0 +1,123 @@
+"""Bytes to messages: newline framing with a hard line limit and a bounded send buffer.
+
+The protocol knows nothing of Stratum methods; it hands complete lines to its session and
+sends what the session gives it.  A line longer than the limit, or a peer that does not
+read what it is sent, ends the connection.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pool.stratum.server import StratumServer
+    from pool.config import PortConfig
+
+logger = logging.getLogger(__name__)
+
+
+class StratumProtocol(asyncio.Protocol):
+    __slots__ = ("server", "port", "transport", "session", "_buffer", "max_line", "send_limit", "peer_ip")
+
+    def __init__(self, server: StratumServer, port: PortConfig) -> None:
+        self.server = server
+        self.port = port
+        self.transport: asyncio.Transport | None = None
+        self.session = None
+        self._buffer = b""
+        self.max_line = server.config.max_line_bytes
+        self.send_limit = server.config.send_buffer_bytes
+        self.peer_ip = ""
+
+    # -- asyncio callbacks ---------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        peer = transport.get_extra_info("peername")
+        self.peer_ip = peer[0] if peer else "?"
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:
+                pass
+        # Pause reading from the peer (not our writing) when the kernel queue backs up.
+        self.transport.set_write_buffer_limits(high=max(self.send_limit // 2, 4096))
+        self.session = self.server.open_session(self)
+        if self.session is None:  # refused: cap reached or banned
+            transport.abort()
+
+    def data_received(self, data: bytes) -> None:
+        session = self.session
+        if session is None:
+            return
+        buffer = self._buffer + data if self._buffer else data
+        start = 0
+        while True:
+            end = buffer.find(b"\n", start)
+            if end < 0:
+                break
+            if end - start > self.max_line:
+                self._too_long()
+                return
+            line = buffer[start:end]
+            start = end + 1
+            if line.strip():
+                session.handle_line(line)
+                if self.transport is None or self.transport.is_closing():
+                    return
+        rest = buffer[start:]
+        if len(rest) > self.max_line:
+            self._too_long()
+            return
+        self._buffer = rest
+
+    def eof_received(self) -> bool:
+        return False  # close our side too
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        session, self.session = self.session, None
+        self._buffer = b""
+        if session is not None:
+            self.server.close_session(session)
+        self.transport = None
+
+    def pause_writing(self) -> None:
+        # The peer is not reading.  Keep what fits in the send limit, drop the peer past it.
+        self._check_send_buffer()
+
+    def resume_writing(self) -> None:
+        pass
+
+    # -- used by the session -----------------------------------------------------------
+
+    def send(self, data: bytes) -> None:
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        transport.write(data)
+        if transport.get_write_buffer_size() > self.send_limit:
+            self._check_send_buffer()
+
+    def close(self, *, abort: bool = False) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            if abort:
+                self.transport.abort()
+            else:
+                self.transport.close()
+
+    def _check_send_buffer(self) -> None:
+        if self.transport is not None and self.transport.get_write_buffer_size() > self.send_limit:
+            self.server.log_once(self.peer_ip, "dropping a client that does not read (send buffer full)")
+            self.server.stats["dropped_slow_reader"] += 1
+            self.transport.abort()
+
+    def _too_long(self) -> None:
+        self.server.stats["dropped_long_line"] += 1
+        self.server.log_once(self.peer_ip, f"line longer than {self.max_line} bytes; disconnecting")
+        if self.session is not None:
+            self.session.send_error(None, 20, "line too long")
+        self._buffer = b""
+        self.close()

@@ -1,0 +1,375 @@
+"""The Stratum server: listening ports, the sessions, job broadcast, limits and bans.
+
+Share hot path: the session parses the line, the validator judges the share in one native
+call (sha256d) or in a batch whose scrypt hashing runs on worker threads (the native
+code releases the GIL), the session answers, and the share goes to the recorder's buffer.
+"""
+from __future__ import annotations
+
+import asyncio
+import collections
+import concurrent.futures
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+
+from share_validator import hashing
+from share_validator.address import InvalidAddress, address_to_script
+from share_validator.job import Job
+from share_validator.validator import ShareResult, ShareValidator
+
+from pool.config import PoolConfig, PortConfig
+from pool.recorder import Recorder, ShareRecord
+from pool.stratum.protocol import StratumProtocol
+from pool.stratum.session import Session
+
+logger = logging.getLogger(__name__)
+
+BlockSink = Callable[[ShareResult, Session], None]
+AddressCheck = Callable[[str], Awaitable[bool]]
+
+
+class StratumServer:
+    def __init__(
+        self,
+        pool_config: PoolConfig,
+        validator: ShareValidator,
+        recorder: Recorder,
+        *,
+        on_block: BlockSink | None = None,
+        check_address: AddressCheck | None = None,
+        clock: Callable[[], float] = time.time,
+        batch_size: int = 64,
+        hash_threads: int | None = None,
+    ) -> None:
+        self.pool_config = pool_config
+        self.config = pool_config.stratum
+        self.coin = pool_config.coin
+        self.validator = validator
+        self.recorder = recorder
+        self.on_block = on_block
+        self._check_address = check_address
+        self.clock = clock
+        self.node_id = pool_config.node_id
+        self.sessions: set[Session] = set()
+        self.per_ip: collections.Counter[str] = collections.Counter()
+        self.banned: dict[str, float] = {}
+        self.stats: collections.Counter[str] = collections.Counter()
+        self.current_job: Job | None = None
+        self.work_available = False
+        self._servers: list[asyncio.base_events.Server] = []
+        self._tasks: set[asyncio.Task] = set()
+        self._notify_cache: dict[tuple[str, bool], bytes] = {}
+        self._address_cache: dict[str, bool] = {}
+        self._address_checks: dict[str, asyncio.Future] = {}
+        self._session_counter = 0
+        self._extranonce_counter = int.from_bytes(os.urandom(3), "big")
+        self._extranonces_in_use: set[bytes] = set()
+        self._resumable: dict[bytes, float] = {}
+        self._share_sequence = 0
+        self._share_prefix = f"{self.node_id:02x}{int(time.time() * 1000):011x}"
+        self._log_times: dict[tuple[str, str], float] = {}
+        # scrypt: shares are judged in batches whose hashing runs on threads
+        self._scrypt = self.coin.algorithm.pow_code == hashing.POW_SCRYPT
+        self.batch_size = batch_size
+        self._batch_queue: list[tuple[Session, Any, Any]] = []
+        self._batch_wakeup: asyncio.Event | None = None
+        self._hash_threads = hash_threads or max(1, min(4, os.cpu_count() or 1))
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        for port in self.config.ports:
+            server = await loop.create_server(
+                lambda port=port: StratumProtocol(self, port), host=port.host, port=port.port,
+                reuse_address=True, backlog=4096,
+            )
+            self._servers.append(server)
+            logger.info("stratum listening on %s:%d (difficulty %g..%g%s)", port.host, port.port,
+                        port.min_difficulty, port.max_difficulty, ", vardiff" if port.vardiff else "")
+        self.track(asyncio.ensure_future(self._sweeper()))
+        if self._scrypt:
+            self._batch_wakeup = asyncio.Event()
+            self._executor = concurrent.futures.ThreadPoolExecutor(self._hash_threads, thread_name_prefix="scrypt")
+            self.track(asyncio.ensure_future(self._batcher()))
+
+    @property
+    def ports(self) -> list[int]:
+        return [s.sockets[0].getsockname()[1] for s in self._servers if s.sockets]
+
+    async def stop(self, message: str = "pool is restarting", reconnect: bool = True) -> None:
+        for server in self._servers:
+            server.close()
+        for session in list(self.sessions):
+            session.send_notification("client.show_message", [message])
+            if reconnect:
+                session.send_notification("client.reconnect", [])
+            session.close()
+        for server in self._servers:
+            await server.wait_closed()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._executor:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+
+    def track(self, task: asyncio.Future) -> None:
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- sessions ----------------------------------------------------------------------
+
+    def open_session(self, protocol: StratumProtocol) -> Session | None:
+        ip = protocol.peer_ip
+        now = self.clock()
+        until = self.banned.get(ip)
+        if until is not None:
+            if until > now:
+                self.stats["refused_banned"] += 1
+                return None
+            del self.banned[ip]
+        if len(self.sessions) >= self.config.max_connections:
+            self.stats["refused_capacity"] += 1
+            self.log_once("*", "connection refused: max_connections reached")
+            return None
+        if self.per_ip[ip] >= self.config.max_connections_per_ip:
+            self.stats["refused_per_ip"] += 1
+            self.log_once(ip, "connection refused: max_connections_per_ip reached")
+            return None
+        self._session_counter += 1
+        session = Session(self, protocol, self._session_counter, self._new_extranonce1())
+        self.sessions.add(session)
+        self.per_ip[ip] += 1
+        self.stats["connections"] += 1
+        return session
+
+    def close_session(self, session: Session) -> None:
+        if session.closed:
+            return
+        session.closed = True
+        self.sessions.discard(session)
+        self.per_ip[session.ip] -= 1
+        if self.per_ip[session.ip] <= 0:
+            del self.per_ip[session.ip]
+        self._extranonces_in_use.discard(session.extranonce1)
+        if session.subscribed and self.config.session_resume_s > 0:
+            self._resumable[session.extranonce1] = self.clock() + self.config.session_resume_s
+
+    def _new_extranonce1(self) -> bytes:
+        """node id (1 byte) + a 24-bit counter, skipping values in use or held for resumption."""
+        for _ in range(1 << 24):
+            self._extranonce_counter = (self._extranonce_counter + 1) & 0xFFFFFF
+            candidate = bytes([self.node_id]) + self._extranonce_counter.to_bytes(3, "big")
+            if candidate not in self._extranonces_in_use and candidate not in self._resumable:
+                self._extranonces_in_use.add(candidate)
+                return candidate
+        raise RuntimeError("no free extranonce1")
+
+    def resume_extranonce1(self, session: Session, wanted: bytes) -> bytes | None:
+        """A returning miner's extranonce1, when it is this node's, free and recently released."""
+        if wanted[0] != self.node_id or wanted in self._extranonces_in_use or wanted not in self._resumable:
+            return None
+        del self._resumable[wanted]
+        self._extranonces_in_use.discard(session.extranonce1)
+        self._extranonces_in_use.add(wanted)
+        self.stats["sessions_resumed"] += 1
+        return wanted
+
+    def ban(self, ip: str, reason: str) -> None:
+        self.banned[ip] = self.clock() + self.config.ban_duration_s
+        self.stats["bans"] += 1
+        logger.warning("banning %s for %ds: %s", ip, self.config.ban_duration_s, reason)
+        for session in [s for s in self.sessions if s.ip == ip]:
+            session.close()
+
+    def log_once(self, key: str, message: str, interval_s: float = 60.0) -> None:
+        """Log a client problem once per key and message per interval (hostile input must not flood the log)."""
+        now = time.monotonic()
+        stamp = self._log_times.get((key, message))
+        if stamp is not None and now - stamp < interval_s:
+            return
+        if len(self._log_times) > 10_000:
+            self._log_times.clear()
+        self._log_times[(key, message)] = now
+        logger.info("%s: %s", key, message)
+
+    async def _sweeper(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            now = self.clock()
+            config = self.config
+            for session in list(self.sessions):
+                if not session.authorized and now - session.connected_at > config.handshake_timeout_s:
+                    self.stats["dropped_handshake_timeout"] += 1
+                    session.close()
+                elif now - session.last_activity > config.idle_timeout_s:
+                    self.stats["dropped_idle"] += 1
+                    session.close()
+                elif session.authorized:
+                    session.on_timer(now)
+            for key in [k for k, until in self._resumable.items() if until < now]:
+                del self._resumable[key]
+            for ip in [ip for ip, until in self.banned.items() if until < now]:
+                del self.banned[ip]
+
+    # -- addresses ---------------------------------------------------------------------
+
+    def address_known(self, address: str) -> bool | None:
+        """True/False when known, None when the daemon must be asked."""
+        cached = self._address_cache.get(address)
+        if cached is not None:
+            return cached
+        try:
+            address_to_script(self.coin, address)
+        except InvalidAddress:
+            return False
+        if self._check_address is None:
+            self._cache_address(address, True)
+            return True
+        return None
+
+    async def check_address(self, address: str) -> bool:
+        pending = self._address_checks.get(address)
+        if pending is None:
+            pending = asyncio.ensure_future(self._check_address(address))  # type: ignore[misc]
+            self._address_checks[address] = pending
+            pending.add_done_callback(lambda _: self._address_checks.pop(address, None))
+        try:
+            valid = bool(await asyncio.shield(pending))
+        except Exception as exc:  # daemon away: the local decoding already passed
+            logger.warning("could not check address %s with the daemon (%s); accepting its local decoding", address, exc)
+            return True
+        self._cache_address(address, valid)
+        return valid
+
+    def _cache_address(self, address: str, valid: bool) -> None:
+        if len(self._address_cache) > 100_000:
+            self._address_cache.clear()
+        self._address_cache[address] = valid
+
+    # -- work --------------------------------------------------------------------------
+
+    def notify_line(self, job: Job, clean: bool) -> bytes:
+        key = (job.job_id, clean)
+        line = self._notify_cache.get(key)
+        if line is None:
+            line = orjson.dumps({"id": None, "method": "mining.notify", "params": [*job.notify_params, clean]}) + b"\n"
+            if len(self._notify_cache) > 64:
+                self._notify_cache.clear()
+            self._notify_cache[key] = line
+        return line
+
+    def new_job(self, job: Job, clean: bool) -> int:
+        """Install a job and send it to every authorized miner; returns how many got it."""
+        self.validator.add_job(job, clean)
+        self.current_job = job
+        self.work_available = True
+        line = self.notify_line(job, clean)
+        job_id = job.job_id
+        sent = 0
+        for session in self.sessions:
+            if session.workers:
+                session.protocol.send(line)
+                session.state.job_sent(job_id, session.difficulty)
+                sent += 1
+        self.stats["jobs"] += 1
+        return sent
+
+    def work_unavailable(self, reason: str) -> None:
+        """The daemon cannot give work: stop handing out jobs and tell the miners once."""
+        if not self.work_available:
+            return
+        self.work_available = False
+        logger.warning("no work to hand out: %s", reason)
+        for session in self.sessions:
+            if session.workers:
+                session.send_notification("client.show_message", [f"pool paused: {reason}"])
+
+    def broadcast_message(self, text: str) -> None:
+        for session in self.sessions:
+            session.send_notification("client.show_message", [text])
+
+    def broadcast_reconnect(self, host: str | None = None, port: int | None = None, wait_s: int = 0) -> None:
+        params: list = [] if host is None else [host, port, wait_s]
+        for session in list(self.sessions):
+            session.send_notification("client.reconnect", params)
+
+    # -- shares ------------------------------------------------------------------------
+
+    def submit(self, session: Session, msg_id: Any, params: list) -> None:
+        if self._scrypt:
+            self._batch_queue.append((session, msg_id, params))
+            if len(self._batch_queue) == 1:
+                self._batch_wakeup.set()
+            return
+        result = self.validator.validate(session.state, params)
+        self._judged(session, msg_id, result)
+
+    def _judged(self, session: Session, msg_id: Any, result: ShareResult) -> None:
+        reject = result.reject
+        if reject is None:
+            self.stats["shares_accepted"] += 1
+        else:
+            self.stats[f"shares_rejected_{reject.code}"] += 1
+        if result.block is not None:
+            self.stats["block_candidates"] += 1
+            if self.on_block is not None:
+                self.on_block(result, session)
+        session.share_judged(msg_id, result)
+        if reject is None or result.block is not None:
+            self._record(session, result)
+
+    def _record(self, session: Session, result: ShareResult) -> None:
+        address, worker = session.workers.get(result.worker, ("", ""))
+        job = result.job
+        self._share_sequence += 1
+        self.recorder.record_share(ShareRecord(
+            share_id=f"{self._share_prefix}{self._share_sequence:010x}",
+            created=self.clock(),
+            address=address,
+            worker=worker,
+            credited_difficulty=result.credited_difficulty if result.reject is None else 0.0,
+            actual_difficulty=result.actual_difficulty,
+            network_difficulty=job.network_difficulty,
+            height=job.height,
+            coinbase_value=job.coinbase_value,
+            node_id=self.node_id,
+            ip=session.ip,
+            is_block=result.block is not None,
+        ))
+
+    async def _batcher(self) -> None:
+        """Judge queued scrypt shares in batches; the scrypt hashing runs on worker threads."""
+        loop = asyncio.get_running_loop()
+        in_flight = asyncio.Semaphore(self._hash_threads)
+        while True:
+            await self._batch_wakeup.wait()
+            self._batch_wakeup.clear()
+            while self._batch_queue:
+                await in_flight.acquire()
+                batch = self._batch_queue[: self.batch_size]
+                del self._batch_queue[: self.batch_size]
+                prepared = self.validator.prepare_batch([(s.state, p) for s, _, p in batch])
+                headers = [item[5][:80] for _, item in prepared.pending]
+                future = loop.run_in_executor(self._executor, hashing.scrypt_batch, headers)
+                task = asyncio.ensure_future(self._finish_batch(batch, prepared, future, in_flight))
+                self.track(task)
+                await asyncio.sleep(0)  # let more submissions arrive
+
+    async def _finish_batch(self, batch, prepared, future, in_flight: asyncio.Semaphore) -> None:
+        try:
+            pow_hashes = await future
+        except Exception:
+            logger.exception("scrypt batch failed")
+            pow_hashes = [hashing.scrypt(item[5][:80]) for _, item in prepared.pending]
+        finally:
+            in_flight.release()
+        results = self.validator.finish_batch(prepared, pow_hashes)
+        for (session, msg_id, _), result in zip(batch, results):
+            self._judged(session, msg_id, result)

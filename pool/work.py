@@ -1,0 +1,191 @@
+"""Work from the coin daemon: templates in, jobs out.
+
+New blocks are noticed three ways, whichever is first: ``getblocktemplate`` long polling
+(``longpollid``), the ``-blocknotify`` hook (``pool notify`` or an HTTP POST to the
+loopback notify endpoint), and polling ``getbestblockhash`` as the fallback.  A new chain
+tip gives a job with clean_jobs=true; between blocks the template is refreshed every
+``template_refresh_s`` seconds with clean_jobs=false, so new transactions get mined.
+
+When the daemon is down, syncing or without peers, no new work is handed out and the
+miners are told; the source keeps trying and recovers by itself.
+"""
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from share_validator.job import Job, Template, TemplateError
+
+from pool.daemon import DaemonClient, DaemonError
+
+if TYPE_CHECKING:
+    from pool.config import PoolConfig
+    from pool.stratum.server import StratumServer
+
+logger = logging.getLogger(__name__)
+
+
+class WorkSource:
+    def __init__(self, daemon: DaemonClient, server: StratumServer, config: PoolConfig,
+                 *, payout_script: bytes | None = None) -> None:
+        self.daemon = daemon
+        self.server = server
+        self.config = config
+        self.work = config.work
+        self.payout_script = payout_script or config.payout_script
+        self.template: Template | None = None
+        self.job_counter = 0
+        self.healthy = False
+        self.last_error = ""
+        self.notices = {"longpoll": 0, "notify": 0, "poll": 0, "refresh": 0, "submit": 0}
+        self.tip_seen_at: dict[str, float] = {}
+        self._lock = asyncio.Lock()
+        self._wakeup = asyncio.Event()
+        self._notify_runner: web.AppRunner | None = None
+        self.notify_port: int | None = None
+
+    # -- jobs ------------------------------------------------------------------------------
+
+    async def refresh(self, reason: str) -> bool:
+        """Fetch a template and hand out a job; True when work is available afterwards."""
+        async with self._lock:
+            try:
+                gbt = await self.daemon.getblocktemplate()
+                template = Template.from_gbt(gbt)
+            except (DaemonError, TemplateError) as exc:
+                self._unhealthy(str(exc))
+                return False
+            except Exception as exc:  # a daemon answer of an unexpected shape
+                logger.exception("unexpected error fetching a template")
+                self._unhealthy(f"template error: {exc}")
+                return False
+            previous = self.template
+            clean = previous is None or previous.prevhash != template.prevhash or not self.healthy
+            if not clean and previous is not None and reason != "refresh" and _same_work(previous, template):
+                return True  # nothing new
+            self.template = template
+            self.job_counter += 1
+            job = Job(
+                f"{self.job_counter:x}", self.config.coin, template,
+                payout_script=self.payout_script, pool_tag=self.config.pool_tag.encode(),
+                extranonce2_size=self.config.extranonce2_size,
+            )
+            sent = self.server.new_job(job, clean)
+            if not self.healthy:
+                logger.info("work available again at height %d", template.height)
+            self.healthy = True
+            self.last_error = ""
+            if clean:
+                self.notices[reason] = self.notices.get(reason, 0) + 1
+                logger.info("new block template: height %d, %d transactions, %s, job %s to %d miners (%s)",
+                            template.height, len(template.tx_data), "mweb" if template.mweb else "no mweb",
+                            job.job_id, sent, reason)
+            return True
+
+    def _unhealthy(self, reason: str) -> None:
+        if self.healthy or reason != self.last_error:
+            logger.warning("daemon cannot give work: %s", reason)
+        self.healthy = False
+        self.last_error = reason
+        self.server.work_unavailable(reason)
+
+    def wake(self, reason: str = "notify") -> None:
+        """Ask for a template now (block notify hook, a block we found)."""
+        self._wake_reason = reason
+        self._wakeup.set()
+
+    # -- loops -----------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        await self.start_notify_endpoint()
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self._wake_loop(), name="work-wake")
+                group.create_task(self._poll_loop(), name="work-poll")
+                if self.work.longpoll:
+                    group.create_task(self._longpoll_loop(), name="work-longpoll")
+        finally:
+            await self.stop_notify_endpoint()
+
+    async def _wake_loop(self) -> None:
+        self._wake_reason = "startup"
+        self._wakeup.set()
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            await self.refresh(self._wake_reason)
+
+    async def _poll_loop(self) -> None:
+        """getbestblockhash every poll interval (the fallback), and the periodic refresh."""
+        last_refresh = time.monotonic()
+        while True:
+            await asyncio.sleep(self.work.poll_interval_s if self.healthy else max(self.work.poll_interval_s, 1.0))
+            try:
+                best = await self.daemon.getbestblockhash()
+            except DaemonError as exc:
+                self._unhealthy(str(exc))
+                continue
+            template = self.template
+            if not self.healthy or template is None or best != template.prevhash_hex:
+                await self.refresh("poll")
+                last_refresh = time.monotonic()
+            elif time.monotonic() - last_refresh >= self.work.template_refresh_s:
+                await self.refresh("refresh")
+                last_refresh = time.monotonic()
+
+    async def _longpoll_loop(self) -> None:
+        while True:
+            template = self.template
+            if template is None or template.longpollid is None or not self.healthy:
+                await asyncio.sleep(0.5)
+                continue
+            try:
+                gbt = await self.daemon.getblocktemplate(longpollid=template.longpollid)
+                new = Template.from_gbt(gbt)
+            except (DaemonError, TemplateError) as exc:
+                logger.debug("long poll ended: %s", exc)
+                await asyncio.sleep(1.0)
+                continue
+            if self.template is None or new.prevhash != self.template.prevhash:
+                await self.refresh("longpoll")
+            elif new.longpollid == template.longpollid:
+                await asyncio.sleep(1.0)  # the daemon returned without news; avoid spinning
+            else:
+                await self.refresh("refresh")
+
+    # -- the -blocknotify hook over HTTP -------------------------------------------------
+
+    async def start_notify_endpoint(self) -> None:
+        if not self.work.notify_listen:
+            return
+        host, _, port = self.work.notify_listen.rpartition(":")
+        host = host.strip("[]")
+        app = web.Application(client_max_size=4096)
+        app.router.add_post("/notify", self._notify_handler)
+        self._notify_runner = web.AppRunner(app, access_log=None)
+        await self._notify_runner.setup()
+        site = web.TCPSite(self._notify_runner, host, int(port))
+        await site.start()
+        self.notify_port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        logger.info("block notify endpoint on http://%s:%d/notify", host, self.notify_port)
+
+    async def stop_notify_endpoint(self) -> None:
+        if self._notify_runner is not None:
+            await self._notify_runner.cleanup()
+            self._notify_runner = None
+
+    async def _notify_handler(self, request: web.Request) -> web.Response:
+        secret = request.headers.get("X-Notify-Secret", "")
+        if not hmac.compare_digest(secret.encode(), self.work.notify_secret.encode()):
+            return web.json_response({"error": "bad secret"}, status=403)
+        self.wake("notify")
+        return web.json_response({"ok": True})
+
+
+def _same_work(old: Template, new: Template) -> bool:
+    return old.txids == new.txids and old.coinbase_value == new.coinbase_value and old.mweb == new.mweb
