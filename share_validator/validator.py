@@ -127,6 +127,16 @@ class ShareResult:
         return f"<ShareResult {verdict} diff {self.actual_difficulty:.6g}/{self.credited_difficulty:.6g}{block}>"
 
 
+class PreparedBatch:
+    """Shares of a batch between ``prepare_batch`` and ``finish_batch``."""
+
+    __slots__ = ("results", "pending")
+
+    def __init__(self) -> None:
+        self.results: list[ShareResult | None] = []
+        self.pending: list[tuple[int, tuple]] = []
+
+
 class ShareValidator:
     """Jobs by id (current chain tip, plus the previous tip's as stale) and duplicate sets."""
 
@@ -176,21 +186,31 @@ class ShareValidator:
 
     def validate_batch(self, submissions: Sequence[tuple[MinerState, Any]]) -> list[ShareResult]:
         """Judge several shares, hashing the scrypt ones in one native batch call."""
-        results: list[ShareResult | None] = []
-        pending: list[tuple[int, tuple]] = []
+        batch = self.prepare_batch(submissions)
+        if self._scrypt:
+            pow_hashes = hashing.scrypt_batch([prepared[5][:80] for _, prepared in batch.pending])
+        else:
+            pow_hashes = [prepared[5][112:] for _, prepared in batch.pending]
+        return self.finish_batch(batch, pow_hashes)
+
+    def prepare_batch(self, submissions: Sequence[tuple[MinerState, Any]]) -> PreparedBatch:
+        """Checks before proof of work for several shares.  The caller hashes the headers of
+        ``pending`` (``prepared[5][:80]``), on another thread if it likes, then calls ``finish_batch``."""
+        batch = PreparedBatch()
         for state, params in submissions:
             try:
                 prepared = self._prepare(state, params, self._first_pass)
             except ShareRejected as exc:
-                results.append(ShareResult(exc.reject, _worker_of(params)))
+                batch.results.append(ShareResult(exc.reject, _worker_of(params)))
                 continue
-            pending.append((len(results), prepared))
-            results.append(None)
-        if self._scrypt:
-            pow_hashes = hashing.scrypt_batch([prepared[5][:80] for _, prepared in pending])
-        else:
-            pow_hashes = [prepared[5][112:] for _, prepared in pending]
-        for (index, prepared), pow_hash in zip(pending, pow_hashes):
+            batch.pending.append((len(batch.results), prepared))
+            batch.results.append(None)
+        return batch
+
+    def finish_batch(self, batch: PreparedBatch, pow_hashes: Sequence[bytes]) -> list[ShareResult]:
+        """Target, duplicate and block checks in submission order, given the proof-of-work hashes."""
+        results = batch.results
+        for (index, prepared), pow_hash in zip(batch.pending, pow_hashes, strict=True):
             results[index] = self._finish(prepared, pow_hash)
         return results  # type: ignore[return-value]
 
