@@ -1,0 +1,267 @@
+"""The pool against real litecoind regtest nodes: blocks built by the pool are accepted.
+
+- a block built from a job (coinbase, merkle branch, 0x01 + MWEB bytes) is accepted by
+  submitblock, before and after MWEB activation, with segwit and MWEB transactions;
+- the demo miner finds at least 20 blocks through the pool over Stratum/TCP across MWEB
+  activation; every one is on the main chain of both nodes;
+- a new block on the other node reaches miners as a clean job; the -blocknotify hook works;
+- the daemon going away pauses work, its return resumes it.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import subprocess
+import sys
+import time
+from decimal import Decimal
+
+import pytest
+
+from share_validator.coins import get_coin
+from share_validator.job import Job, Template
+from share_validator.validator import Difficulty, MinerState, ShareValidator
+
+from pool.app import run_pool
+from pool.config import parse_config
+from pool.daemon import DaemonError
+from pool.devnet import devnet_config, run_devnet
+from pool.regtest import MWEB_ACTIVATION_HEIGHT, RegtestNetwork
+from stratum_client import Client
+
+COIN = get_coin("litecoin-regtest")
+
+
+@pytest.fixture(scope="module")
+def network():
+    with RegtestNetwork() as net:
+        yield net
+
+
+def solve(job: Job) -> bytes:
+    """Find a nonce for the job (regtest: about one hash in two) and return the block."""
+    validator = ShareValidator(COIN)
+    validator.add_job(job, clean=True)
+    state = MinerState(bytes.fromhex("0a0b0c0d"), job.extranonce2_size)
+    state.authorized.add("w")
+    state.job_sent(job.job_id, Difficulty(COIN, 1e-12))
+    for nonce in range(1000):
+        result = validator.validate(state, ["w", job.job_id, "00000000", f"{job.ntime:08x}", f"{nonce:08x}"])
+        if result.block is not None:
+            return result.block
+    raise AssertionError("no block found in 1000 nonces")
+
+
+def job_from_node(net: RegtestNetwork, job_id: str) -> Job:
+    address = net.rpc(0, "getnewaddress", "", "bech32")
+    payout = bytes.fromhex(net.rpc(0, "validateaddress", address)["scriptPubKey"])
+    return Job(job_id, COIN, Template.from_gbt(net.getblocktemplate()), payout_script=payout, pool_tag=b"/t/")
+
+
+def test_blocks_built_by_jobs_are_accepted(network):
+    net = network
+    net.generate(101)
+    segwit_txid = net.send_segwit_tx()
+    net.wait_for_template(lambda t: any(tx["txid"] == segwit_txid for tx in t["transactions"]))
+    job = job_from_node(net, "a1")
+    assert job.template.mweb is None and len(job.template.txids) >= 1
+    block = solve(job)
+    # Proposal mode checks the block without the coinbase witness filled in for us.
+    proposal = job.serialize_block(block[:80], block[81:81 + len(job.coinb1) + 8 + len(job.coinb2)],
+                                   coinbase_witness=True)
+    assert net.rpc(0, "getblocktemplate", {"mode": "proposal", "data": proposal.hex(), "rules": ["mweb", "segwit"]}) is None
+    assert net.rpc(0, "submitblock", block.hex()) is None
+    assert net.rpc(0, "getblockhash", job.height) == COIN.block_hash(block[:80])[::-1].hex()
+    assert net.rpc(0, "gettransaction", segwit_txid)["confirmations"] == 1
+
+    net.activate_mweb()
+    segwit_txid = net.send_segwit_tx()
+    mweb_txid = net.send_mweb_tx()
+    net.wait_for_template(lambda t: any(tx["txid"] == segwit_txid for tx in t["transactions"]))
+    job = job_from_node(net, "a2")
+    assert job.template.mweb is not None and job.height > MWEB_ACTIVATION_HEIGHT
+    block = solve(job)
+    assert block.endswith(b"\x01" + job.template.mweb)
+    assert net.rpc(0, "submitblock", block.hex()) is None
+    net.wait_for_tip(COIN.block_hash(block[:80])[::-1].hex())
+    assert net.rpc(0, "gettransaction", segwit_txid)["confirmations"] == 1
+    assert net.rpc(0, "gettransaction", mweb_txid)["confirmations"] == 1
+    # Without the MWEB bytes the daemon refuses the block ("mweb-missing" or a decode failure).
+    job2 = job_from_node(net, "a3")
+    bare = solve(job2)[: -len(job2.template.mweb) - 1]
+    try:
+        verdict = net.rpc(0, "submitblock", bare.hex())
+    except DaemonError as exc:
+        verdict = exc.code
+    assert verdict in ("mweb-missing", -22)
+
+
+async def test_demo_miner_finds_20_blocks_across_mweb_activation():
+    net = RegtestNetwork()
+    await asyncio.to_thread(net.start)
+    try:
+        lines: list[str] = []
+        report = await run_devnet(net, blocks_wanted=20, premine_to=421, timeout_s=300, announce=lines.append)
+        heights = sorted(record.height for record in report.accepted)
+        print("\n".join(lines))
+        assert len(heights) >= 20
+        assert heights[0] < MWEB_ACTIVATION_HEIGHT <= heights[-1], heights
+        assert report.mweb_pegged_at == MWEB_ACTIVATION_HEIGHT - 1
+        for record in report.accepted:
+            for node in (0, 1):
+                assert await asyncio.to_thread(net.rpc, node, "getblockhash", record.height) == record.hash
+        # Blocks after activation carried transactions of both kinds from the mempool.
+        confirmed_segwit = [t for t in report.segwit_txids
+                            if (await asyncio.to_thread(net.rpc, 0, "gettransaction", t))["confirmations"] > 0]
+        confirmed_mweb = [t for t in report.mweb_txids
+                          if (await asyncio.to_thread(net.rpc, 0, "gettransaction", t))["confirmations"] > 0]
+        assert confirmed_segwit and confirmed_mweb, (report.segwit_txids, report.mweb_txids)
+        post = [r for r in report.accepted if r.height > MWEB_ACTIVATION_HEIGHT]
+        assert post
+        block = await asyncio.to_thread(net.rpc, 0, "getblock", post[-1].hash, 2)
+        assert "mweb" in block or block["tx"][-1]["hex"].startswith("020000000008")
+    finally:
+        await asyncio.to_thread(net.stop)
+
+
+class PoolUnderTest:
+    def __init__(self, config):
+        self.config = config
+        self.shutdown = asyncio.Event()
+        self.ready = asyncio.get_running_loop().create_future()
+        self.task = asyncio.ensure_future(run_pool(config, self.shutdown, on_ready=self.ready.set_result))
+
+    async def __aenter__(self):
+        self.running = await asyncio.wait_for(asyncio.shield(self.ready), 30)
+        return self.running
+
+    async def __aexit__(self, *exc):
+        self.shutdown.set()
+        await asyncio.wait_for(self.task, 30)
+
+
+async def miner_client(running, address) -> tuple[Client, list]:
+    client = await Client.connect(running.server.ports[0])
+    await client.request("mining.subscribe", ["t"])
+    assert (await client.request("mining.authorize", [f"{address}.t", "x"]))["result"] is True
+    await client.notification("mining.set_difficulty")
+    job = (await client.notification("mining.notify", timeout=10))["params"]
+    return client, job
+
+
+async def test_new_block_elsewhere_reaches_miners_as_clean_job(network):
+    net = network
+    address = await asyncio.to_thread(net.rpc, 0, "getnewaddress", "", "bech32")
+    config = devnet_config(net, address)
+    async with PoolUnderTest(config) as running:
+        client, job = await miner_client(running, address)
+        delays = []
+        for _ in range(3):
+            started = time.monotonic()
+            new_hash = (await asyncio.to_thread(net.rpc, 1, "generatetoaddress", 1, address))[0]
+            notify = (await client.notification("mining.notify", timeout=10))["params"]
+            delays.append((time.monotonic() - started) * 1000)
+            assert notify[-1] is True
+            assert notify[1] != job[1]
+            job = notify
+            assert running.work.template.prevhash_hex == new_hash
+        print(f"new block on node 1 -> clean job at the miner: {', '.join(f'{d:.0f} ms' for d in delays)}")
+        await client.close()
+
+
+async def test_blocknotify_hook(network):
+    net = network
+    address = await asyncio.to_thread(net.rpc, 0, "getnewaddress", "", "bech32")
+    config = parse_config({
+        "pool": {"coin": "litecoin-regtest", "address": address},
+        "daemons": [{"url": net.rpc_url(0)}],
+        "stratum": {"ports": [{"port": 0, "host": "127.0.0.1", "difficulty": 1}]},
+        # no long poll, polling once a minute: only the hook can bring the new block quickly
+        "work": {"longpoll": False, "poll_interval_s": 60, "template_refresh_s": 600,
+                 "notify_listen": "127.0.0.1:0", "notify_secret": "s3cret-s3cret-s3cret"},
+    })
+    async with PoolUnderTest(config) as running:
+        client, job = await miner_client(running, address)
+        url = f"http://127.0.0.1:{running.work.notify_port}"
+        await asyncio.to_thread(net.rpc, 0, "generatetoaddress", 1, address)
+        bad = await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "pool.cli", "notify", "--url", url,
+                                                       "--secret", "wrong"], capture_output=True)
+        assert bad.returncode == 1
+        with pytest.raises(TimeoutError):
+            await client.notification("mining.notify", timeout=1.0)
+        good = await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "pool.cli", "notify", "--url", url,
+                                                        "--secret", "s3cret-s3cret-s3cret", "somehash"])
+        assert good.returncode == 0
+        notify = (await client.notification("mining.notify", timeout=5))["params"]
+        assert notify[-1] is True and notify[1] != job[1]
+        assert running.work.notices["notify"] >= 1
+        await client.close()
+
+
+class Switch:
+    """A loopback TCP forwarder to the daemon's RPC port that can be cut and restored."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.server: asyncio.base_events.Server | None = None
+        self.port = 0
+        self.pipes: set[asyncio.Task] = set()
+
+    async def up(self) -> None:
+        self.server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
+        self.port = self.server.sockets[0].getsockname()[1]
+
+    async def down(self) -> None:
+        self.server.close()
+        await self.server.wait_closed()
+        for task in list(self.pipes):
+            task.cancel()
+
+    async def _handle(self, reader, writer) -> None:
+        try:
+            upstream_reader, upstream_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        except OSError:
+            writer.close()
+            return
+
+        async def pipe(src, dst):
+            try:
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            except (ConnectionError, asyncio.CancelledError):
+                pass
+            finally:
+                dst.close()
+
+        tasks = [asyncio.ensure_future(pipe(reader, upstream_writer)), asyncio.ensure_future(pipe(upstream_reader, writer))]
+        self.pipes.update(tasks)
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self.pipes.difference_update(tasks)
+
+
+async def test_daemon_away_pauses_work_and_recovers(network):
+    net = network
+    address = await asyncio.to_thread(net.rpc, 0, "getnewaddress", "", "bech32")
+    switch = Switch(net.nodes[0].rpc_port)
+    await switch.up()
+    url = net.rpc_url(0).replace(f":{net.nodes[0].rpc_port}/", f":{switch.port}/")
+    config = parse_config({
+        "pool": {"coin": "litecoin-regtest", "address": address},
+        "daemons": [{"url": url}],
+        "stratum": {"ports": [{"port": 0, "host": "127.0.0.1", "difficulty": 1}]},
+        "work": {"poll_interval_s": 0.2},
+    })
+    async with PoolUnderTest(config) as running:
+        client, job = await miner_client(running, address)
+        await switch.down()
+        message = await client.notification("client.show_message", timeout=30)
+        assert "pool paused" in message["params"][0]
+        assert running.server.work_available is False
+        await asyncio.to_thread(net.rpc, 0, "generatetoaddress", 1, address)
+        await switch.up()
+        notify = (await client.notification("mining.notify", timeout=30))["params"]
+        assert notify[-1] is True and notify[1] != job[1]
+        assert running.server.work_available is True
+        await client.close()
+    await switch.down()
