@@ -1,0 +1,123 @@
+"""Config: the example loads; every bad key names itself, its file and line, and what is allowed."""
+import pathlib
+import re
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from pool.config import ConfigError, load_config, parse_config
+
+EXAMPLE = pathlib.Path(__file__).resolve().parents[2] / "deploy" / "pool.example.toml"
+
+
+def test_example_config_loads():
+    config = load_config(EXAMPLE)
+    assert config.coin.name == "litecoin"
+    assert [p.port for p in config.stratum.ports] == [3333, 3334]
+    assert config.payout_script.startswith(b"\x00\x14")
+
+
+def write(tmp_path, text: str) -> pathlib.Path:
+    path = tmp_path / "pool.toml"
+    path.write_text(text)
+    return path
+
+
+def example_with(old: str, new: str) -> str:
+    text = EXAMPLE.read_text()
+    assert old in text, old
+    return text.replace(old, new, 1)
+
+
+@pytest.mark.parametrize("old, new, key, message", [
+    ('coin = "litecoin"', 'coin = "dogecoin"', "pool.coin", "unknown coin 'dogecoin'; known coins"),
+    ('coin = "litecoin"', "coin = 5", "pool.coin", "must be a coin name"),
+    ('address = "ltc1qw508d6qejxtdg4y5r3zarvary0c5xw7kgmn4n9"', 'address = "1A1zP1eP5QGefi2DMPTfTL5SLmv7DivfNa"',
+     "pool.address", "not a litecoin address"),
+    ("node_id = 0", "node_id = 256", "pool.node_id", "must be in [0, 255]"),
+    ("node_id = 0", "node_id = true", "pool.node_id", "must be a number"),
+    ("extranonce2_size = 4", "extranonce2_size = 12", "pool.extranonce2_size", "must be in [4, 8]"),
+    ('log_level = "info"', 'log_level = "loud"', "pool.log_level", "must be one of"),
+    ('pool_tag = "/quarry/"', f'pool_tag = "{"x" * 61}"', "pool.pool_tag", "at most 60 bytes"),
+    ("template_refresh_s = 30.0", "template_refresh_s = nan", "work.template_refresh_s", "finite"),
+    ("template_refresh_s = 30.0", "template_refresh_s = inf", "work.template_refresh_s", "finite"),
+    ("poll_interval_s = 0.5", "poll_interval_s = -1", "work.poll_interval_s", "must be in"),
+    ("longpoll = true", 'longpoll = "yes"', "work.longpoll", "must be true or false"),
+    ('notify_listen = "127.0.0.1:8081"', 'notify_listen = "0.0.0.0:8081"', "work.notify_listen", "loopback"),
+    ('notify_secret = "change-me-to-a-long-random-string"', 'notify_secret = "short"', "work.notify_secret",
+     "at least 16"),
+    ("max_line_bytes = 16384", "max_line_bytes = 99999999999999999", "stratum.max_line_bytes", "must be in"),
+    ("ban_invalid_ratio = 0.5", "ban_invalid_ratio = 1.5", "stratum.ban_invalid_ratio", "must be in [0, 1]"),
+    ("port = 3333", "port = 70000", "stratum.ports[0].port", "must be in [0, 65535]"),
+    ("port = 3334", "port = 3333", "stratum.ports", "same port"),
+    ("max_difficulty = 4096", "max_difficulty = 0.5", "stratum.ports[0].max_difficulty", ">= min_difficulty"),
+    ("difficulty = 16", "difficulty = 99999", "stratum.ports[0].difficulty", "within"),
+    ("vardiff = true", "vardiff = 1", "stratum.ports[0].vardiff", "true or false"),
+    ('url = "http://127.0.0.1:9332/"', 'url = "ftp://x"', "daemons[0].url", "http:// URL"),
+    ("max_connections = 100000", "max_conections = 100000", "stratum.max_conections", "unknown key"),
+    ("[work]", "[wrok]", "wrok", "unknown key"),
+])
+def test_bad_values_name_key_file_and_line(tmp_path, old, new, key, message):
+    path = write(tmp_path, example_with(old, new))
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    text = str(caught.value)
+    assert text.startswith(str(path)), text
+    assert f" {key}: " in text, text
+    assert message in text, text
+    line = re.match(rf"{re.escape(str(path))}:(\d+): ", text)
+    if line and "same port" not in message:
+        lines = path.read_text().splitlines()
+        assert key.rsplit(".", 1)[-1].split("[")[0] in lines[int(line.group(1)) - 1]
+
+
+def test_missing_sections(tmp_path):
+    with pytest.raises(ConfigError, match="pool: is required"):
+        load_config(write(tmp_path, "[stratum]\n"))
+    with pytest.raises(ConfigError, match="daemons: at least one"):
+        parse_config({"pool": {"coin": "litecoin", "address": "ltc1qw508d6qejxtdg4y5r3zarvary0c5xw7kgmn4n9"},
+                      "daemons": [], "stratum": {"ports": []}})
+
+
+def test_unreadable_files(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "missing.toml")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(write(tmp_path, "[pool\ncoin ="))
+    bad = tmp_path / "binary.toml"
+    bad.write_bytes(b"\xff\xfe\x00\x01")
+    with pytest.raises(ConfigError, match="not UTF-8"):
+        load_config(bad)
+
+
+TOML_VALUES = st.one_of(
+    st.integers(-2**63, 2**63 - 1), st.floats(allow_nan=True, allow_infinity=True), st.booleans(),
+    st.text(max_size=30), st.lists(st.integers(), max_size=3), st.dictionaries(st.text(max_size=5), st.integers(), max_size=2),
+)
+
+
+KNOWN_KEYS = ["coin", "address", "pool_tag", "node_id", "extranonce2_size", "log_level", "share_log", "url", "user",
+              "password", "template_refresh_s", "poll_interval_s", "longpoll", "notify_listen", "notify_secret",
+              "ntime_future_s", "ports", "max_line_bytes", "handshake_timeout_s", "idle_timeout_s", "max_connections",
+              "max_connections_per_ip", "send_buffer_bytes", "ban_invalid_ratio", "ban_min_shares", "ban_duration_s",
+              "max_bad_messages", "get_transactions", "session_resume_s", "port", "host", "difficulty",
+              "min_difficulty", "max_difficulty", "vardiff", "target_share_s", "retarget_s", "variance_pct", "name"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(["pool", "work", "stratum", "port", "daemon"]),
+       st.one_of(st.sampled_from(KNOWN_KEYS), st.text(min_size=1, max_size=25)), TOML_VALUES)
+def test_any_value_anywhere_is_a_config_error_or_accepted(section, key, value):
+    data = {
+        "pool": {"coin": "litecoin", "address": "ltc1qw508d6qejxtdg4y5r3zarvary0c5xw7kgmn4n9"},
+        "daemons": [{"url": "http://127.0.0.1:9332/"}],
+        "stratum": {"ports": [{"port": 3333}]},
+        "work": {},
+    }
+    target = {"pool": data["pool"], "work": data["work"], "stratum": data["stratum"],
+              "port": data["stratum"]["ports"][0], "daemon": data["daemons"][0]}[section]
+    target[key] = value
+    try:
+        parse_config(data)
+    except ConfigError:
+        pass
