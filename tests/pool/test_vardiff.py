@@ -48,7 +48,7 @@ def test_within_variance_no_change():
     vardiff = make()
     results = [vardiff.on_share(50.0, now=n * 12.0) for n in range(1, 12)]  # 12 s a share: within 30 % of 10
     assert results == [None] * 11
-    assert vardiff.window_start == 60.0  # a retarget happened (at 60 s) and left the difficulty alone
+    assert vardiff.window_start == 120.0  # retargets happened (at 60 s and 120 s) and left the difficulty alone
 
 
 def test_disabled():
