@@ -27,7 +27,12 @@ from pool.config import parse_config
 from pool.daemon import DaemonError
 from pool.devnet import devnet_config, run_devnet
 from pool.regtest import MWEB_ACTIVATION_HEIGHT, RegtestNetwork
+from chainwork import job_from_node, solve as solve_share
 from stratum_client import Client
+
+
+def solve(job: Job) -> bytes:
+    return solve_share(job).block
 
 COIN = get_coin("litecoin-regtest")
 
@@ -36,26 +41,6 @@ COIN = get_coin("litecoin-regtest")
 def network():
     with RegtestNetwork() as net:
         yield net
-
-
-def solve(job: Job) -> bytes:
-    """Find a nonce for the job (regtest: about one hash in two) and return the block."""
-    validator = ShareValidator(COIN)
-    validator.add_job(job, clean=True)
-    state = MinerState(bytes.fromhex("0a0b0c0d"), job.extranonce2_size)
-    state.authorized.add("w")
-    state.job_sent(job.job_id, Difficulty(COIN, 1e-12))
-    for nonce in range(1000):
-        result = validator.validate(state, ["w", job.job_id, "00000000", f"{job.ntime:08x}", f"{nonce:08x}"])
-        if result.block is not None:
-            return result.block
-    raise AssertionError("no block found in 1000 nonces")
-
-
-def job_from_node(net: RegtestNetwork, job_id: str) -> Job:
-    address = net.rpc(0, "getnewaddress", "", "bech32")
-    payout = bytes.fromhex(net.rpc(0, "validateaddress", address)["scriptPubKey"])
-    return Job(job_id, COIN, Template.from_gbt(net.getblocktemplate()), payout_script=payout, pool_tag=b"/t/")
 
 
 def test_blocks_built_by_jobs_are_accepted(network):

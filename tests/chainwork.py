@@ -1,0 +1,28 @@
+"""Building and solving blocks from a regtest node's template, for tests against litecoind."""
+from __future__ import annotations
+
+from share_validator.coins import get_coin
+from share_validator.job import Job, Template
+from share_validator.validator import Difficulty, MinerState, ShareValidator
+
+COIN = get_coin("litecoin-regtest")
+
+
+def job_from_node(net, job_id: str) -> Job:
+    address = net.rpc(0, "getnewaddress", "", "bech32")
+    payout = bytes.fromhex(net.rpc(0, "validateaddress", address)["scriptPubKey"])
+    return Job(job_id, COIN, Template.from_gbt(net.getblocktemplate()), payout_script=payout, pool_tag=b"/t/")
+
+
+def solve(job: Job, *, want_block: bool = True):
+    """A share result for the job that is (or, with want_block=False, is not) a block on regtest."""
+    validator = ShareValidator(COIN)
+    validator.add_job(job, clean=True)
+    state = MinerState(bytes.fromhex("0a0b0c0d"), job.extranonce2_size)
+    state.authorized.add("w")
+    state.job_sent(job.job_id, Difficulty(COIN, 1e-12))
+    for nonce in range(1000):
+        result = validator.validate(state, ["w", job.job_id, "00000000", f"{job.ntime:08x}", f"{nonce:08x}"])
+        if (result.block is not None) == want_block:
+            return result
+    raise AssertionError("no suitable nonce in 1000")
