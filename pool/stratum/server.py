@@ -355,7 +355,12 @@ class StratumServer:
                 await in_flight.acquire()
                 batch = self._batch_queue[: self.batch_size]
                 del self._batch_queue[: self.batch_size]
-                prepared = self.validator.prepare_batch([(s.state, p) for s, _, p in batch])
+                try:
+                    prepared = self.validator.prepare_batch([(s.state, p) for s, _, p in batch])
+                except Exception:
+                    in_flight.release()
+                    self._batch_failed(batch)
+                    continue
                 headers = [item[5][:80] for _, item in prepared.pending]
                 future = loop.run_in_executor(self._executor, hashing.scrypt_batch, headers)
                 task = asyncio.ensure_future(self._finish_batch(batch, prepared, future, in_flight))
@@ -370,6 +375,21 @@ class StratumServer:
             pow_hashes = [hashing.scrypt(item[5][:80]) for _, item in prepared.pending]
         finally:
             in_flight.release()
-        results = self.validator.finish_batch(prepared, pow_hashes)
+        try:
+            results = self.validator.finish_batch(prepared, pow_hashes)
+        except Exception:
+            self._batch_failed(batch)
+            return
         for (session, msg_id, _), result in zip(batch, results):
-            self._judged(session, msg_id, result)
+            try:
+                self._judged(session, msg_id, result)
+            except Exception:
+                self.stats["internal_error"] += 1
+                logger.exception("error answering a share")
+
+    def _batch_failed(self, batch) -> None:
+        """A bug must cost answers, never the server: every share of the batch gets error 20."""
+        self.stats["internal_error"] += 1
+        logger.exception("share batch failed")
+        for session, msg_id, _ in batch:
+            session.send_error(msg_id, 20, "internal error")
