@@ -11,41 +11,32 @@
  * choice between the three ROMix implementations:
  *
  *   portable  plain C, one header at a time;
- *   SSE2      scrypt_sse2.c: one header with the "diagonal" salsa20/8 layout of
- *             Colin Percival's crypto_scrypt-sse.c, and 4 headers at once in the
- *             batch call (one header per 32-bit lane);
- *   AVX2      scrypt_avx2.c: 8 headers at once in the batch call (one header per
- *             32-bit lane); the single call uses the diagonal layout.
+ *   SSE2      scrypt_sse2.c: a lone header with the "diagonal" salsa20/8 layout
+ *             of Colin Percival's crypto_scrypt-sse.c, and groups of 4 headers
+ *             in the batch call (one header per 32-bit lane);
+ *   AVX2      scrypt_avx2.c: groups of 8 headers in the batch call (one header
+ *             per 32-bit lane); a lone header uses the SSE2 diagonal code.
  *
- * ROMix cores take the 128-byte block as 32 little-endian words X[0..31] (the
- * words of B in order) and leave B' there; they need 128 KiB of scratch per lane,
+ * The ROMix functions take the 128-byte block as 32 little-endian words
+ * X[0..31] (the words of B in order; several headers: 32 words each, one after
+ * the other) and leave B' there.  They need 128 KiB of scratch per header,
  * 64-byte aligned.
  */
-#include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "scrypt.h"
 #include "sha256.h"
+#include "internal/scrypt_simd.h"
 #include "internal/sha256_stream.h"
 
 #define SCRYPT_N 1024
 #define LANE_SCRATCH ((size_t)SCRYPT_N * 128) /* 128 KiB: V of one header */
 
-/* ROMix cores (scrypt_sse2.c, scrypt_avx2.c; stubs that are never selected on
- * machines without x86).  X is 32 words per lane, lanes one after the other. */
-void pool_scrypt_romix_sse2_1(uint32_t X[32], void *scratch);
-void pool_scrypt_romix_sse2_4(uint32_t X[4 * 32], void *scratch);
-void pool_scrypt_romix_avx2_8(uint32_t X[8 * 32], void *scratch);
 
 /* ------------------------------------------------------------------------- */
 /* Byte order helpers                                                        */
-
-static inline uint32_t load_be32(const uint8_t *p)
-{
-    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
-}
 
 static inline void store_be32(uint8_t *p, uint32_t v)
 {
@@ -53,11 +44,6 @@ static inline void store_be32(uint8_t *p, uint32_t v)
     p[1] = (uint8_t)(v >> 16);
     p[2] = (uint8_t)(v >> 8);
     p[3] = (uint8_t)v;
-}
-
-static inline uint32_t load_le32(const uint8_t *p)
-{
-    return ((uint32_t)p[3] << 24) | ((uint32_t)p[2] << 16) | ((uint32_t)p[1] << 8) | p[0];
 }
 
 static inline void store_le32(uint8_t *p, uint32_t v)
@@ -365,17 +351,46 @@ int pool_scrypt_impl(void)
 /* ------------------------------------------------------------------------- */
 /* Entry points                                                              */
 
-static void romix_single(int impl, uint32_t X[32], void *scratch)
+/* One header, start to finish.  The SIMD implementations share the SSE2
+ * diagonal ROMix for a lone header: with one header there is nothing to spread
+ * over lanes, and its latency (four dependent operations per quarter-round
+ * step) is the same with AVX2 encodings. */
+static void hash_one(int impl, const uint8_t *header80, uint8_t *out32, void *scratch)
 {
-    switch (impl) {
-    case POOL_SCRYPT_AVX2:
-    case POOL_SCRYPT_SSE2:
-        pool_scrypt_romix_sse2_1(X, scratch);
-        break;
-    default:
+    header_hmac h;
+    uint32_t X[32] __attribute__((aligned(64)));
+
+    header_hmac_init(&h, header80);
+    pbkdf2_first(&h, X);
+    if (impl == POOL_SCRYPT_PORTABLE)
         romix_portable(X, scratch);
-        break;
+    else
+        pool_scrypt_romix_sse2_1(X, scratch);
+    pbkdf2_final(&h, X, out32);
+}
+
+/*
+ * `lanes` headers (1 <= used <= lanes) through one SIMD ROMix; lanes past `used`
+ * repeat the last header and their results are dropped.
+ */
+static void hash_group(int impl, size_t lanes, size_t used, const uint8_t *headers80,
+                       uint8_t *out32s, void *scratch)
+{
+    header_hmac h[8];
+    uint32_t X[8 * 32] __attribute__((aligned(64)));
+
+    for (size_t l = 0; l < used; l++) {
+        header_hmac_init(&h[l], headers80 + 80 * l);
+        pbkdf2_first(&h[l], &X[32 * l]);
     }
+    for (size_t l = used; l < lanes; l++)
+        memcpy(&X[32 * l], &X[32 * (used - 1)], 128);
+    if (impl == POOL_SCRYPT_AVX2)
+        pool_scrypt_romix_avx2_8(X, scratch);
+    else
+        pool_scrypt_romix_sse2_4(X, scratch);
+    for (size_t l = 0; l < used; l++)
+        pbkdf2_final(&h[l], &X[32 * l], out32s + 32 * l);
 }
 
 int pool_scrypt_1024_1_1(const uint8_t *header80, uint8_t *out32)
@@ -385,38 +400,24 @@ int pool_scrypt_1024_1_1(const uint8_t *header80, uint8_t *out32)
     void *scratch = scratch_get(LANE_SCRATCH, &owned);
     if (scratch == NULL)
         return -1;
-
-    header_hmac h;
-    uint32_t X[32] __attribute__((aligned(64)));
-    header_hmac_init(&h, header80);
-    pbkdf2_first(&h, X);
-    romix_single(impl, X, scratch);
-    pbkdf2_final(&h, X, out32);
-
+    hash_one(impl, header80, out32, scratch);
     scratch_release(owned);
     return 0;
 }
 
-/* Headers per SIMD group, and the smallest leftover worth a (partly idle) group
- * rather than one-at-a-time hashing: a group costs about as much as
- * `min_group` single calls. */
-static void batch_shape(int impl, size_t *lanes, size_t *min_group)
+/*
+ * Headers per SIMD group, and the fewest headers worth a (partly idle) group
+ * rather than single-header calls.  Measured on Zen 4: an 8-lane AVX2 group
+ * takes about 2.2 single-header times and a 4-lane SSE2 group about 2, so one
+ * or two leftover headers go through the single path and three or more fill a
+ * group.
+ */
+static size_t group_lanes(int impl)
 {
-    switch (impl) {
-    case POOL_SCRYPT_AVX2:
-        *lanes = 8;
-        *min_group = 3;
-        break;
-    case POOL_SCRYPT_SSE2:
-        *lanes = 4;
-        *min_group = 3;
-        break;
-    default:
-        *lanes = 1;
-        *min_group = 1;
-        break;
-    }
+    return impl == POOL_SCRYPT_AVX2 ? 8 : impl == POOL_SCRYPT_SSE2 ? 4 : 1;
 }
+
+#define MIN_GROUP 3
 
 int pool_scrypt_1024_1_1_batch(const uint8_t *headers80, size_t count, uint8_t *out32s)
 {
@@ -424,62 +425,26 @@ int pool_scrypt_1024_1_1_batch(const uint8_t *headers80, size_t count, uint8_t *
         return 0;
 
     int impl = pool_scrypt_impl();
-    size_t lanes, min_group;
-    batch_shape(impl, &lanes, &min_group);
-    if (count < lanes && count < min_group)
-        lanes = 1; /* a lone header or two: the single-header path is quicker */
+    size_t lanes = group_lanes(impl);
+    if (count < MIN_GROUP)
+        lanes = 1;
 
     void *owned;
     void *scratch = scratch_get(lanes * LANE_SCRATCH, &owned);
     if (scratch == NULL)
         return -1;
 
-    if (lanes == 1) {
-        uint32_t X[32] __attribute__((aligned(64)));
-        for (size_t n = 0; n < count; n++) {
-            header_hmac h;
-            header_hmac_init(&h, headers80 + 80 * n);
-            pbkdf2_first(&h, X);
-            romix_single(impl, X, scratch);
-            pbkdf2_final(&h, X, out32s + 32 * n);
+    size_t n = 0;
+    if (lanes > 1) {
+        while (count - n >= MIN_GROUP) {
+            size_t used = count - n < lanes ? count - n : lanes;
+            hash_group(impl, lanes, used, headers80 + 80 * n, out32s + 32 * n, scratch);
+            n += used;
         }
-        scratch_release(owned);
-        return 0;
     }
+    for (; n < count; n++)
+        hash_one(impl, headers80 + 80 * n, out32s + 32 * n, scratch);
 
-    header_hmac h[8];
-    uint32_t X[8 * 32] __attribute__((aligned(64)));
-    size_t done = 0;
-    while (done < count) {
-        size_t left = count - done;
-        if (left < lanes && left < min_group) {
-            /* Too few for a group: hash them one at a time. */
-            for (size_t n = done; n < count; n++) {
-                header_hmac_init(&h[0], headers80 + 80 * n);
-                pbkdf2_first(&h[0], X);
-                romix_single(impl, X, scratch);
-                pbkdf2_final(&h[0], X, out32s + 32 * n);
-            }
-            break;
-        }
-        size_t used = left < lanes ? left : lanes;
-        for (size_t l = 0; l < lanes; l++) {
-            /* Idle lanes repeat the last header; their result is dropped. */
-            size_t n = done + (l < used ? l : used - 1);
-            if (l < used)
-                header_hmac_init(&h[l], headers80 + 80 * n);
-            else
-                h[l] = h[used - 1];
-            pbkdf2_first(&h[l], &X[32 * l]);
-        }
-        if (impl == POOL_SCRYPT_AVX2)
-            pool_scrypt_romix_avx2_8(X, scratch);
-        else
-            pool_scrypt_romix_sse2_4(X, scratch);
-        for (size_t l = 0; l < used; l++)
-            pbkdf2_final(&h[l], &X[32 * l], out32s + 32 * (done + l));
-        done += used;
-    }
     scratch_release(owned);
     return 0;
 }
