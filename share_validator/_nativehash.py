@@ -6,6 +6,7 @@ on a thread pool.  The pure-Python twin is ``share_validator._pyhash``.
 """
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 
 from share_validator._native import ffi, lib
@@ -33,25 +34,39 @@ class NativeError(RuntimeError):
     """The native code reported a failure (allocation or bad argument)."""
 
 
+class _Buffers(threading.local):
+    """Output buffers allocated once per thread (the GIL is released during native calls, so
+    threads must not share them); reading them out copies into a new bytes object."""
+
+    def __init__(self) -> None:
+        self.out32 = _new("uint8_t[32]")
+        self.out32_view = _buffer(self.out32)
+        self.out144 = _new("uint8_t[144]")
+        self.out144_view = _buffer(self.out144)
+
+
+_buffers = _Buffers()
+
+
 def sha256(data: bytes) -> bytes:
-    out = _new("uint8_t[32]")
-    _sha256(data, len(data), out)
-    return _buffer(out)[:]
+    buffers = _buffers
+    _sha256(data, len(data), buffers.out32)
+    return buffers.out32_view[:]
 
 
 def sha256d(data: bytes) -> bytes:
-    out = _new("uint8_t[32]")
-    _sha256d(data, len(data), out)
-    return _buffer(out)[:]
+    buffers = _buffers
+    _sha256d(data, len(data), buffers.out32)
+    return buffers.out32_view[:]
 
 
 def scrypt(header: bytes) -> bytes:
     if len(header) != 80:
         raise ValueError("scrypt takes an 80-byte header")
-    out = _new("uint8_t[32]")
-    if _scrypt(header, out) != 0:
+    buffers = _buffers
+    if _scrypt(header, buffers.out32) != 0:
         raise NativeError("scrypt: out of memory")
-    return _buffer(out)[:]
+    return buffers.out32_view[:]
 
 
 def scrypt_batch(headers: Sequence[bytes]) -> list[bytes]:
@@ -84,7 +99,8 @@ def share_hash(
     """header (80) | pow hash (32) | block hash (32); see native/share.h."""
     if len(prevhash) != 32 or len(merkle_branch) % 32:
         raise ValueError("prevhash must be 32 bytes and the merkle branch a multiple of 32")
-    out = _new("uint8_t[144]")
+    buffers = _buffers
+    out = buffers.out144
     rc = _share_hash(
         pow_algo,
         coinb1, len(coinb1),
@@ -98,7 +114,7 @@ def share_hash(
     )
     if rc != 0:
         raise ValueError(f"unknown proof-of-work algorithm {pow_algo}")
-    return _buffer(out)[:]
+    return buffers.out144_view[:]
 
 
 class JobHasher:
@@ -117,11 +133,11 @@ class JobHasher:
 
     def share_hash(self, pow_algo: int, extranonce1: bytes, extranonce2: bytes, version: int, ntime: int,
                    nonce: int) -> bytes:
-        out = _new("uint8_t[144]")
+        buffers = _buffers
         if _job_share_hash(self._job, pow_algo, extranonce1, len(extranonce1), extranonce2, len(extranonce2),
-                           version, ntime, nonce, out) != 0:
+                           version, ntime, nonce, buffers.out144) != 0:
             raise ValueError(f"unknown proof-of-work algorithm {pow_algo}")
-        return _buffer(out)[:]
+        return buffers.out144_view[:]
 
 
 def select_sha256(name: str) -> bool:

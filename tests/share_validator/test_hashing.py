@@ -205,3 +205,29 @@ def test_share_hash_bad_arguments(backend):
         backend.JobHasher(b"", b"", b"", bytes(31), 0)
     with pytest.raises(ValueError):
         backend.JobHasher(b"", b"", b"", bytes(32), 0).share_hash(9, b"", b"", 0, 0, 0)
+
+
+@needs_native
+def test_native_sha256d_and_share_hash_from_threads():
+    """Output buffers are per thread: concurrent calls (the GIL is released) never mix results."""
+    rng = random.Random(7)
+    inputs = [rng.randbytes(rng.randrange(0, 200)) for _ in range(500)]
+    expected = [sha256d_reference(data) for data in inputs]
+    hasher = native.JobHasher(b"a" * 50, b"b" * 90, rng.randbytes(32 * 10), bytes(32), 0x1D00FFFF)
+    share_expected = [hasher.share_hash(0, b"1234", n.to_bytes(4, "little"), 1, 2, n) for n in range(500)]
+    errors = []
+
+    def work():
+        try:
+            for _ in range(20):
+                assert [native.sha256d(data) for data in inputs] == expected
+                assert [hasher.share_hash(0, b"1234", n.to_bytes(4, "little"), 1, 2, n) for n in range(500)] == share_expected
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
