@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import runpy
 import sys
@@ -73,17 +74,37 @@ def cmd_miner(args: argparse.Namespace, rest: list[str]) -> int:
     return miner_main(rest)
 
 
-def cmd_notify(args: argparse.Namespace) -> int:
-    """For ``-blocknotify``: tell the pool a block arrived (POST to its loopback notify endpoint)."""
-    request = urllib.request.Request(args.url.rstrip("/") + "/notify", data=b"{}", method="POST",
-                                     headers={"X-Notify-Secret": args.secret, "Content-Type": "application/json"})
+def _post(url: str, path: str, secret: str, body: dict) -> int:
+    request = urllib.request.Request(url.rstrip("/") + path, data=json.dumps(body).encode(), method="POST",
+                                     headers={"X-Notify-Secret": secret, "Content-Type": "application/json"})
     try:
         with urllib.request.urlopen(request, timeout=5) as response:
-            response.read()
-    except (urllib.error.URLError, OSError) as exc:
-        print(f"pool notify: {exc}", file=sys.stderr)
+            answer = response.read().decode(errors="replace")
+    except urllib.error.HTTPError as exc:
+        print(f"pool: {exc.code} {exc.read().decode(errors='replace')}", file=sys.stderr)
         return 1
+    except (urllib.error.URLError, OSError) as exc:
+        print(f"pool: {exc}", file=sys.stderr)
+        return 1
+    if path != "/notify":
+        print(answer)
     return 0
+
+
+def cmd_notify(args: argparse.Namespace) -> int:
+    """For ``-blocknotify``: tell the pool a block arrived (POST to its loopback notify endpoint)."""
+    return _post(args.url, "/notify", args.secret, {"block": args.blockhash})
+
+
+def cmd_message(args: argparse.Namespace) -> int:
+    return _post(args.url, "/admin/message", args.secret, {"text": args.text})
+
+
+def cmd_reconnect(args: argparse.Namespace) -> int:
+    body: dict = {"wait": args.wait}
+    if args.host:
+        body.update(host=args.host, port=args.port)
+    return _post(args.url, "/admin/reconnect", args.secret, body)
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -122,6 +143,20 @@ def build_parser() -> argparse.ArgumentParser:
     notify.add_argument("--secret", required=True, help="the pool's work.notify_secret")
     notify.add_argument("blockhash", nargs="?", help="the %%s of -blocknotify (informative)")
     notify.set_defaults(handler=cmd_notify)
+
+    message = commands.add_parser("message", help="operator: show a message to every connected miner")
+    message.add_argument("--url", default="http://127.0.0.1:8081", help="the pool's work.notify_listen")
+    message.add_argument("--secret", required=True)
+    message.add_argument("text")
+    message.set_defaults(handler=cmd_message)
+
+    reconnect = commands.add_parser("reconnect", help="operator: ask every miner to reconnect (here or elsewhere)")
+    reconnect.add_argument("--url", default="http://127.0.0.1:8081", help="the pool's work.notify_listen")
+    reconnect.add_argument("--secret", required=True)
+    reconnect.add_argument("--host", default=None, help="another pool to move miners to")
+    reconnect.add_argument("--port", type=int, default=3333)
+    reconnect.add_argument("--wait", type=int, default=0, help="seconds miners wait before reconnecting")
+    reconnect.set_defaults(handler=cmd_reconnect)
 
     bench = commands.add_parser("bench", help="measure hashing and share validation speed")
     bench.add_argument("--seconds", type=float, default=1.0)

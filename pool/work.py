@@ -46,6 +46,7 @@ class WorkSource:
         self.tip_seen_at: dict[str, float] = {}
         self._lock = asyncio.Lock()
         self._wakeup = asyncio.Event()
+        self._have_work = asyncio.Event()
         self._notify_runner: web.AppRunner | None = None
         self.notify_port: int | None = None
 
@@ -80,6 +81,7 @@ class WorkSource:
                 logger.info("work available again at height %d", template.height)
             self.healthy = True
             self.last_error = ""
+            self._have_work.set()
             if clean:
                 self.notices[reason] = self.notices.get(reason, 0) + 1
                 logger.info("new block template: height %d, %d transactions, %s, job %s to %d miners (%s)",
@@ -92,6 +94,7 @@ class WorkSource:
             logger.warning("daemon cannot give work: %s", reason)
         self.healthy = False
         self.last_error = reason
+        self._have_work.clear()
         self.server.work_unavailable(reason)
 
     def wake(self, reason: str = "notify") -> None:
@@ -141,8 +144,11 @@ class WorkSource:
     async def _longpoll_loop(self) -> None:
         while True:
             template = self.template
-            if template is None or template.longpollid is None or not self.healthy:
-                await asyncio.sleep(0.5)
+            if template is None or not self.healthy:
+                await self._have_work.wait()
+                continue
+            if template.longpollid is None:
+                await asyncio.sleep(1.0)
                 continue
             try:
                 gbt = await self.daemon.getblocktemplate(longpollid=template.longpollid)
@@ -165,8 +171,10 @@ class WorkSource:
             return
         host, _, port = self.work.notify_listen.rpartition(":")
         host = host.strip("[]")
-        app = web.Application(client_max_size=4096)
+        app = web.Application(client_max_size=16384)
         app.router.add_post("/notify", self._notify_handler)
+        app.router.add_post("/admin/message", self._message_handler)
+        app.router.add_post("/admin/reconnect", self._reconnect_handler)
         self._notify_runner = web.AppRunner(app, access_log=None)
         await self._notify_runner.setup()
         site = web.TCPSite(self._notify_runner, host, int(port))
@@ -179,12 +187,49 @@ class WorkSource:
             await self._notify_runner.cleanup()
             self._notify_runner = None
 
-    async def _notify_handler(self, request: web.Request) -> web.Response:
+    def _authorized(self, request: web.Request) -> bool:
         secret = request.headers.get("X-Notify-Secret", "")
-        if not hmac.compare_digest(secret.encode(), self.work.notify_secret.encode()):
+        return hmac.compare_digest(secret.encode(), self.work.notify_secret.encode())
+
+    async def _notify_handler(self, request: web.Request) -> web.Response:
+        if not self._authorized(request):
             return web.json_response({"error": "bad secret"}, status=403)
         self.wake("notify")
         return web.json_response({"ok": True})
+
+    async def _json_body(self, request: web.Request) -> dict:
+        try:
+            body = await request.json()
+        except ValueError:
+            raise web.HTTPBadRequest(text='{"error": "body must be JSON"}', content_type="application/json")
+        if not isinstance(body, dict):
+            raise web.HTTPBadRequest(text='{"error": "body must be an object"}', content_type="application/json")
+        return body
+
+    async def _message_handler(self, request: web.Request) -> web.Response:
+        """Operator command: show a message to every miner (client.show_message)."""
+        if not self._authorized(request):
+            return web.json_response({"error": "bad secret"}, status=403)
+        text = (await self._json_body(request)).get("text")
+        if not isinstance(text, str) or not 0 < len(text) <= 1000:
+            return web.json_response({"error": "text must be a string of 1-1000 characters"}, status=400)
+        self.server.broadcast_message(text)
+        return web.json_response({"ok": True, "miners": len(self.server.sessions)})
+
+    async def _reconnect_handler(self, request: web.Request) -> web.Response:
+        """Operator command: ask every miner to reconnect (client.reconnect), here or elsewhere."""
+        if not self._authorized(request):
+            return web.json_response({"error": "bad secret"}, status=403)
+        body = await self._json_body(request)
+        host, port, wait = body.get("host"), body.get("port"), body.get("wait", 0)
+        if host is not None and (not isinstance(host, str) or not 0 < len(host) <= 255
+                                 or isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536):
+            return web.json_response({"error": "host must be a name and port a number 1-65535"}, status=400)
+        if isinstance(wait, bool) or not isinstance(wait, int) or not 0 <= wait <= 3600:
+            return web.json_response({"error": "wait must be 0-3600 seconds"}, status=400)
+        count = len(self.server.sessions)
+        self.server.broadcast_reconnect(host, port, wait)
+        return web.json_response({"ok": True, "miners": count})
 
 
 def _same_work(old: Template, new: Template) -> bool:

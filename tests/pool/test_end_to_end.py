@@ -40,12 +40,12 @@ COIN = get_coin("litecoin-regtest")
 @pytest.fixture(scope="module")
 def network():
     with RegtestNetwork() as net:
+        net.generate(101)  # out of initial block download, first coinbase mature
         yield net
 
 
 def test_blocks_built_by_jobs_are_accepted(network):
     net = network
-    net.generate(101)
     segwit_txid = net.send_segwit_tx()
     net.wait_for_template(lambda t: any(tx["txid"] == segwit_txid for tx in t["transactions"]))
     job = job_from_node(net, "a1")
@@ -180,6 +180,22 @@ async def test_blocknotify_hook(network):
         notify = (await client.notification("mining.notify", timeout=5))["params"]
         assert notify[-1] is True and notify[1] != job[1]
         assert running.work.notices["notify"] >= 1
+
+        # Operator commands over the same loopback endpoint.
+        def pool_cli(*args):
+            return subprocess.run([sys.executable, "-m", "pool.cli", *args, "--url", url, "--secret",
+                                   "s3cret-s3cret-s3cret"], capture_output=True, text=True)
+
+        assert (await asyncio.to_thread(pool_cli, "message", "maintenance at noon")).returncode == 0
+        assert (await client.notification("client.show_message"))["params"] == ["maintenance at noon"]
+        done = await asyncio.to_thread(pool_cli, "reconnect", "--host", "pool2.example", "--port", "3334",
+                                       "--wait", "5")
+        assert done.returncode == 0 and '"miners": 1' in done.stdout
+        assert (await client.notification("client.reconnect"))["params"] == ["pool2.example", 3334, 5]
+        bad = await asyncio.to_thread(pool_cli, "reconnect", "--host", "x" * 300)
+        assert bad.returncode == 1 and "400" in bad.stderr
+        empty = await asyncio.to_thread(pool_cli, "message", "")
+        assert empty.returncode == 1 and "400" in empty.stderr
         await client.close()
 
 
