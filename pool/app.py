@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 from collections.abc import Callable
@@ -50,6 +51,10 @@ async def run_pool(config: PoolConfig, shutdown: asyncio.Event, *, recorder: Rec
         work_holder.append(work)
         await recorder.start()
         await server.start()
+        # Thousands of long-lived sessions make full collections slow (tens of ms inside a job
+        # broadcast): keep what exists at start-up out of them and collect young objects less often.
+        gc.freeze()
+        gc.set_threshold(50_000, 20, 100)
         running = RunningPool(config, daemon, server, work, blocks, recorder)
         work_task = asyncio.ensure_future(work.run())
         try:

@@ -52,12 +52,12 @@ class WorkSource:
 
     # -- jobs ------------------------------------------------------------------------------
 
-    async def refresh(self, reason: str) -> bool:
-        """Fetch a template and hand out a job; True when work is available afterwards."""
+    async def refresh(self, reason: str, template: Template | None = None) -> bool:
+        """Fetch a template (unless given one) and hand out a job; True when work is available afterwards."""
         async with self._lock:
             try:
-                gbt = await self.daemon.getblocktemplate()
-                template = Template.from_gbt(gbt)
+                if template is None:
+                    template = Template.from_gbt(await self.daemon.getblocktemplate())
             except (DaemonError, TemplateError) as exc:
                 self._unhealthy(str(exc))
                 return False
@@ -158,11 +158,11 @@ class WorkSource:
                 await asyncio.sleep(1.0)
                 continue
             if self.template is None or new.prevhash != self.template.prevhash:
-                await self.refresh("longpoll")
+                await self.refresh("longpoll", new)
             elif new.longpollid == template.longpollid:
                 await asyncio.sleep(1.0)  # the daemon returned without news; avoid spinning
             else:
-                await self.refresh("refresh")
+                await self.refresh("refresh", new)
 
     # -- the -blocknotify hook over HTTP -------------------------------------------------
 

@@ -37,9 +37,14 @@ def _hex_field(gbt: dict, key: str, length: int | None = None, optional: bool = 
     value = gbt.get(key)
     if value is None and optional:
         return None
-    if not isinstance(value, str) or len(value) % 2 or not set(value) <= _HEX_DIGITS:
+    if not isinstance(value, str):
         raise TemplateError(f"template field {key!r} is not hex")
-    data = bytes.fromhex(value)
+    try:
+        data = bytes.fromhex(value)
+    except ValueError:
+        raise TemplateError(f"template field {key!r} is not hex") from None
+    if 2 * len(data) != len(value):  # fromhex skips whitespace; a daemon never sends any
+        raise TemplateError(f"template field {key!r} is not hex")
     if length is not None and len(data) != length:
         raise TemplateError(f"template field {key!r} must be {length} bytes")
     return data

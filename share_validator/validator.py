@@ -51,7 +51,7 @@ class MinerState:
     at the new one, without making a pool-wide job per miner.
     """
 
-    __slots__ = ("extranonce1", "extranonce2_size", "authorized", "version_mask", "jobs", "max_jobs")
+    __slots__ = ("extranonce1", "extranonce2_size", "authorized", "version_mask", "jobs", "previous_jobs", "max_jobs")
 
     def __init__(self, extranonce1: bytes, extranonce2_size: int, *, max_jobs: int = 64) -> None:
         self.extranonce1 = extranonce1
@@ -59,6 +59,7 @@ class MinerState:
         self.authorized: set[str] = set()
         self.version_mask = 0
         self.jobs: dict[str, tuple[str, Difficulty]] = {}
+        self.previous_jobs: dict[str, tuple[str, Difficulty]] = {}  # the previous chain tip's
         self.max_jobs = max_jobs
 
     def job_sent(self, job_id: str, difficulty: Difficulty, wire_id: str | None = None) -> None:
@@ -69,6 +70,15 @@ class MinerState:
         jobs[wire_id] = (job_id, difficulty)
         while len(jobs) > self.max_jobs:
             del jobs[next(iter(jobs))]
+
+    def new_tip(self, job_id: str, difficulty: Difficulty) -> None:
+        """A clean job (new chain tip): the current jobs become the previous tip's, older ones go."""
+        self.previous_jobs = self.jobs
+        self.jobs = {job_id: (job_id, difficulty)}
+
+    def lookup(self, wire_id: str) -> tuple[str, Difficulty] | None:
+        sent = self.jobs.get(wire_id)
+        return sent if sent is not None else self.previous_jobs.get(wire_id)
 
 
 class ShareResult:
@@ -247,7 +257,7 @@ class ShareValidator:
         # 2. who and which job
         if worker not in state.authorized:
             raise ShareRejected(Reject.UNAUTHORIZED)
-        sent = state.jobs.get(job_id)
+        sent = state.lookup(job_id)
         if sent is None:
             raise ShareRejected(Reject.JOB_NOT_FOUND)
         pool_job_id, difficulty = sent

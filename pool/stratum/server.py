@@ -200,23 +200,34 @@ class StratumServer:
         logger.info("%s: %s", key, message)
 
     async def _sweeper(self) -> None:
+        """Timeouts and vardiff timers, once a second, in slices so no pass holds the loop long."""
         while True:
             await asyncio.sleep(1.0)
+            sessions = list(self.sessions)
+            for start in range(0, len(sessions), 1000):
+                if start:
+                    await asyncio.sleep(0)
+                self._sweep(sessions[start:start + 1000])
             now = self.clock()
-            config = self.config
-            for session in list(self.sessions):
-                if not session.authorized and now - session.connected_at > config.handshake_timeout_s:
-                    self.stats["dropped_handshake_timeout"] += 1
-                    session.close()
-                elif now - session.last_activity > config.idle_timeout_s:
-                    self.stats["dropped_idle"] += 1
-                    session.close()
-                elif session.authorized:
-                    session.on_timer(now)
             for key in [k for k, until in self._resumable.items() if until < now]:
                 del self._resumable[key]
             for ip in [ip for ip, until in self.banned.items() if until < now]:
                 del self.banned[ip]
+
+    def _sweep(self, sessions: list[Session]) -> None:
+        now = self.clock()
+        config = self.config
+        for session in sessions:
+            if session.closed:
+                continue
+            if not session.authorized and now - session.connected_at > config.handshake_timeout_s:
+                self.stats["dropped_handshake_timeout"] += 1
+                session.close()
+            elif now - session.last_activity > config.idle_timeout_s:
+                self.stats["dropped_idle"] += 1
+                session.close()
+            elif session.authorized:
+                session.on_timer(now)
 
     # -- addresses ---------------------------------------------------------------------
 
@@ -272,14 +283,16 @@ class StratumServer:
         self.work_available = True
         line = self.notify_line(job, clean)
         job_id = job.job_id
-        sent = 0
-        for session in self.sessions:
-            if session.workers:
-                session.protocol.send(line)
+        receivers = [session for session in self.sessions if session.workers]
+        for session in receivers:  # all the writes first: the last miner hears of the block soonest
+            session.protocol.send(line)
+        for session in receivers:
+            if clean:
+                session.state.new_tip(job_id, session.difficulty)
+            else:
                 session.state.job_sent(job_id, session.difficulty)
-                sent += 1
         self.stats["jobs"] += 1
-        return sent
+        return len(receivers)
 
     def work_unavailable(self, reason: str) -> None:
         """The daemon cannot give work: stop handing out jobs and tell the miners once."""
@@ -347,7 +360,7 @@ class StratumServer:
     async def _batcher(self) -> None:
         """Judge queued scrypt shares in batches; the scrypt hashing runs on worker threads."""
         loop = asyncio.get_running_loop()
-        in_flight = asyncio.Semaphore(self._hash_threads)
+        in_flight = asyncio.Semaphore(2 * self._hash_threads)  # a batch queued behind each one hashing
         while True:
             await self._batch_wakeup.wait()
             self._batch_wakeup.clear()

@@ -49,6 +49,12 @@ def _fault(reject: Reject) -> StratumFault:
 class Session:
     """The state and the handlers of one connection."""
 
+    __slots__ = (
+        "server", "protocol", "number", "port", "ip", "connected_at", "last_activity", "state", "subscribed",
+        "user_agent", "extranonce_subscribed", "workers", "difficulty", "miner_min_difficulty", "vardiff",
+        "alias_counter", "shares_checked", "shares_invalid", "shares_accepted", "bad_messages", "closed", "_queue",
+    )
+
     def __init__(self, server: StratumServer, protocol: StratumProtocol, number: int, extranonce1: bytes) -> None:
         self.server = server
         self.protocol = protocol
@@ -58,7 +64,6 @@ class Session:
         now = server.clock()
         self.connected_at = now
         self.last_activity = now
-        self.log = logging.LoggerAdapter(logger, {"session": f"#{number} {self.ip}"})
         self.state = MinerState(extranonce1, server.pool_config.extranonce2_size)
         self.subscribed = False
         self.user_agent = ""
@@ -78,6 +83,10 @@ class Session:
         self.bad_messages = 0
         self.closed = False
         self._queue: deque[bytes] | None = None  # lines waiting while an async handler runs
+
+    @property
+    def log(self) -> logging.LoggerAdapter:
+        return logging.LoggerAdapter(logger, {"session": f"#{self.number} {self.ip}"})
 
     @property
     def authorized(self) -> bool:
@@ -135,7 +144,7 @@ class Session:
             self.log.exception("error handling %s", method)
             self.send_error(msg_id, StratumError.OTHER, "internal error")
             return
-        if asyncio.iscoroutine(outcome):
+        if outcome is not None and asyncio.iscoroutine(outcome):
             self._queue = deque()
             task = asyncio.ensure_future(self._run_async(msg_id, method, outcome))
             self.server.track(task)

@@ -387,3 +387,21 @@ def test_duplicates_property(submissions):
         else:
             assert result.accepted
             seen.add(key)
+
+
+def test_new_tip_keeps_one_previous_tip_of_jobs():
+    """A connection's job memory is the current tip's jobs plus the previous tip's, no more."""
+    pool = Pool(bits=REGTEST_BITS)
+    first = pool.job.job_id
+    for _ in range(3):
+        pool.new_job(clean=False, bits=REGTEST_BITS)
+    pool.validator.add_job(second := Job("b0", pool.coin, template(prev="55" * 32, bits=REGTEST_BITS),
+                                         payout_script=b"\x51"), clean=True)
+    pool.state.new_tip("b0", pool.difficulty)
+    assert list(pool.state.jobs) == ["b0"] and len(pool.state.previous_jobs) == 4
+    stale = pool.submit(job_id=first, nonce="00000009")
+    assert stale.reject is Reject.STALE  # still hashed, so a block on it would not be lost
+    pool.validator.add_job(Job("c0", pool.coin, template(prev="66" * 32), payout_script=b"\x51"), clean=True)
+    pool.state.new_tip("c0", pool.difficulty)
+    assert pool.submit(job_id=first, nonce="0000000a").reject is Reject.JOB_NOT_FOUND
+    assert pool.submit(job_id=second.job_id, nonce="0000000b").reject is Reject.STALE
