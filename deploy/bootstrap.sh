@@ -5,14 +5,21 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-SYSTEM_PACKAGES=(litecoind build-essential python3-venv python3-dev)
-BINARIES=(litecoind cc)
-
 missing=()
-for i in "${!BINARIES[@]}"; do
-  command -v "${BINARIES[$i]}" >/dev/null 2>&1 || missing+=("${SYSTEM_PACKAGES[$i]}")
-done
+need() { command -v "$1" >/dev/null 2>&1 || missing+=("$2"); }
+need litecoind litecoind
+need cc build-essential
+need redis-server redis-server
 python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
+python3 -c 'import os, sys, sysconfig; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' \
+  || missing+=(python3-dev)
+# PostgreSQL's server binaries live off PATH on Debian (/usr/lib/postgresql/<version>/bin).
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || missing+=(postgresql)
+if [[ " ${missing[*]} " == *" postgresql "* ]]; then
+  # The pool starts its own servers: keep Debian from creating and starting a cluster on port 5432.
+  mkdir -p /etc/postgresql-common 2>/dev/null \
+    && echo "create_main_cluster = false" > /etc/postgresql-common/createcluster.conf 2>/dev/null || true
+fi
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "bootstrap: installing system packages: ${missing[*]}" >&2
   SUDO=""

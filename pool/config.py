@@ -76,6 +76,27 @@ class WorkConfig:
 
 
 @dataclass(frozen=True)
+class DatabaseConfig:
+    dsn: str = ""  # "" = an embedded PostgreSQL in <data_dir>/postgres
+    flush_interval_s: float = 1.0
+    batch_size: int = 5000
+    write_timeout_s: float = 10.0
+    share_retention_days: int = 90
+
+
+@dataclass(frozen=True)
+class RedisConfig:
+    url: str = ""  # "" = statistics in-process (one node only)
+
+
+@dataclass(frozen=True)
+class BlocksConfig:
+    confirmations: int = 0  # 0 = the coin's coinbase maturity; never lower than it
+    orphan_confirmations: int = 10
+    tracker_interval_s: float = 30.0
+
+
+@dataclass(frozen=True)
 class PoolConfig:
     coin: Coin
     address: str
@@ -88,7 +109,20 @@ class PoolConfig:
     extranonce2_size: int = 4
     log_level: str = "INFO"
     share_log: str = ""  # a file to append every accepted share and block to, "" = log only
+    name: str = ""  # the pool's name in the database and the API (default: the coin's name)
+    data_dir: str = "quarry-data"  # spill files and the embedded PostgreSQL
+    database: DatabaseConfig = field(default_factory=DatabaseConfig)
+    redis: RedisConfig = field(default_factory=RedisConfig)
+    blocks: BlocksConfig = field(default_factory=BlocksConfig)
     source: str = "<dict>"
+
+    @property
+    def pool_name(self) -> str:
+        return self.name or self.coin.name
+
+    @property
+    def maturity(self) -> int:
+        return max(self.blocks.confirmations, self.coin.coinbase_maturity)
 
 
 # -- reading -------------------------------------------------------------------------------
@@ -201,6 +235,10 @@ def parse_config(data: dict, *, source: str = "<dict>", text: str = "") -> PoolC
     if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise pool.error("pool.log_level", "must be one of debug, info, warning, error")
     share_log = pool.get("share_log", str, "")
+    name = pool.get("name", str, "")
+    if name and not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,31}", name):
+        raise pool.error("pool.name", "must be 1-32 of a-z 0-9 _ - (it names the pool in the database and the API)")
+    data_dir = pool.get("data_dir", str, "quarry-data")
     pool.finish()
 
     daemons_raw = root.get("daemons", list, allowed="a list of [[daemons]] tables")
@@ -217,6 +255,9 @@ def parse_config(data: dict, *, source: str = "<dict>", text: str = "") -> PoolC
 
     stratum = _read_stratum(_Reader(root.get("stratum", dict), "stratum", source, text), source, text)
     work = _read_work(_Reader(root.get("work", dict, {}), "work", source, text))
+    database = _read_database(_Reader(root.get("database", dict, {}), "database", source, text))
+    redis = _read_redis(_Reader(root.get("redis", dict, {}), "redis", source, text))
+    blocks = _read_blocks(_Reader(root.get("blocks", dict, {}), "blocks", source, text), coin)
     root.finish()
     return PoolConfig(
         coin=coin,
@@ -304,6 +345,43 @@ def _read_work(reader: _Reader) -> WorkConfig:
         notify_listen=notify_listen,
         notify_secret=notify_secret,
         ntime_future_s=reader.number("ntime_future_s", 600, 0, 7200, integer=True),
+    )
+    reader.finish()
+    return config
+
+
+def _read_database(reader: _Reader) -> DatabaseConfig:
+    dsn = reader.get("dsn", str, "")
+    if dsn and not re.match(r"postgres(ql)?://", dsn):
+        raise reader.error("database.dsn", "must be a postgresql:// DSN, or empty for the embedded server")
+    config = DatabaseConfig(
+        dsn=dsn,
+        flush_interval_s=reader.number("flush_interval_s", 1.0, 0.05, 60),
+        batch_size=reader.number("batch_size", 5000, 1, 1_000_000, integer=True),
+        write_timeout_s=reader.number("write_timeout_s", 10.0, 0.1, 600),
+        share_retention_days=reader.number("share_retention_days", 90, 1, 36500, integer=True),
+    )
+    reader.finish()
+    return config
+
+
+def _read_redis(reader: _Reader) -> RedisConfig:
+    url = reader.get("url", str, "")
+    if url and not re.match(r"rediss?://|unix://", url):
+        raise reader.error("redis.url", "must be a redis:// URL, or empty for in-process statistics")
+    reader.finish()
+    return RedisConfig(url=url)
+
+
+def _read_blocks(reader: _Reader, coin: Coin) -> BlocksConfig:
+    confirmations = reader.number("confirmations", 0, 0, 100_000, integer=True)
+    if confirmations and confirmations < coin.coinbase_maturity:
+        raise reader.error("blocks.confirmations",
+                           f"must be at least the coin's maturity ({coin.coinbase_maturity}), or 0 for that")
+    config = BlocksConfig(
+        confirmations=confirmations,
+        orphan_confirmations=reader.number("orphan_confirmations", 10, 1, 10_000, integer=True),
+        tracker_interval_s=reader.number("tracker_interval_s", 30.0, 0.1, 3600),
     )
     reader.finish()
     return config

@@ -1,0 +1,343 @@
+"""The share ledger: accepted shares and block candidates, durably in PostgreSQL.
+
+Shares are buffered and written every ``flush_interval_s`` seconds or ``batch_size`` shares,
+whichever comes first, with one COPY into a staging table and one statement that inserts the
+new shares (``ON CONFLICT DO NOTHING``: every share has a unique id, so a batch retried after a
+timeout, or replayed, is stored once), adds exactly those rows to the per-minute worker
+aggregates and to the round's work.  A block candidate is written at once, in its own
+transaction, never together with shares.
+
+When PostgreSQL is away or slow, a batch goes to an append-only spill file (written and
+fsync'd before the batch is let go of), memory stays bounded to one batch, mining goes on, and
+an alert is logged and counted.  The spill is replayed automatically once PostgreSQL answers
+again and deleted only after the replay committed; replaying it twice changes nothing.
+
+Durability bounds: on SIGTERM the buffer is flushed (to PostgreSQL or the spill).  After
+SIGKILL, what was accepted but not yet flushed is lost: at most ``flush_interval_s`` seconds
+(or ``batch_size`` shares) of shares.  Block candidates are not batched.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from dataclasses import astuple, fields
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import orjson
+
+from pool.recorder import BlockRecord, ShareRecord
+
+logger = logging.getLogger(__name__)
+
+SHARE_COLUMNS = (
+    "share_id", "created", "pool", "address", "worker", "credited_difficulty", "actual_difficulty",
+    "network_difficulty", "height", "coinbase_value", "node_id", "ip", "is_block",
+)
+_SHARE_FIELDS = [f.name for f in fields(ShareRecord)]
+
+# One statement: insert the new shares, then count exactly the inserted ones into the
+# aggregates and the round (a replayed share inserts nothing, so it counts nothing).
+_INSERT_FROM_STAGING = """
+WITH inserted AS (
+    INSERT INTO shares SELECT * FROM shares_staging
+    ON CONFLICT DO NOTHING
+    RETURNING pool, address, worker, created, credited_difficulty, network_difficulty
+), minutes AS (
+    INSERT INTO worker_minutes (pool, address, worker, minute, shares, difficulty_sum, last_share)
+    SELECT pool, address, worker, date_trunc('minute', created), count(*), sum(credited_difficulty), max(created)
+    FROM inserted GROUP BY pool, address, worker, date_trunc('minute', created)
+    ON CONFLICT (pool, address, worker, minute) DO UPDATE SET
+        shares = worker_minutes.shares + excluded.shares,
+        difficulty_sum = worker_minutes.difficulty_sum + excluded.difficulty_sum,
+        last_share = greatest(worker_minutes.last_share, excluded.last_share)
+    RETURNING 1
+), round_work AS (
+    INSERT INTO rounds (pool, work, shares)
+    SELECT pool, sum(credited_difficulty / nullif(network_difficulty, 0)), count(*)
+    FROM inserted GROUP BY pool
+    ON CONFLICT (pool) DO UPDATE SET work = rounds.work + excluded.work, shares = rounds.shares + excluded.shares
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM inserted) AS inserted
+"""
+
+_BLOCK_STATUS = {"candidate": "pending", "accepted": "pending", "unknown": "pending",
+                 "orphaned": "orphaned", "rejected": "rejected"}
+
+
+def _timestamp(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, tz=timezone.utc)
+
+
+def share_row(share: ShareRecord, pool_name: str) -> tuple:
+    values = dict(zip(_SHARE_FIELDS, astuple(share)))
+    values["created"] = _timestamp(share.created)
+    values["pool"] = pool_name
+    return tuple(values[column] for column in SHARE_COLUMNS)
+
+
+class SpillFile:
+    """Append-only JSON lines, one batch a line, fsync'd; replayed files are renamed first."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.path = directory / "spill.jsonl"
+
+    def append(self, entry: dict) -> int:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        line = orjson.dumps(entry) + b"\n"
+        with open(self.path, "ab") as handle:
+            handle.write(line)
+            handle.flush()
+            os.fsync(handle.fileno())
+        return len(line)
+
+    def pending_files(self) -> list[Path]:
+        if not self.directory.exists():
+            return []
+        return sorted(self.directory.glob("spill.replaying-*.jsonl"))
+
+    def rotate(self) -> Path | None:
+        """Move the live spill aside for replay (new spills go to a fresh file)."""
+        if not self.path.exists() or self.path.stat().st_size == 0:
+            return None
+        target = self.directory / f"spill.replaying-{time.time_ns()}.jsonl"
+        os.replace(self.path, target)
+        return target
+
+    def size(self) -> int:
+        total = 0
+        for path in [self.path, *self.pending_files()]:
+            try:
+                total += path.stat().st_size
+            except FileNotFoundError:
+                pass
+        return total
+
+    @staticmethod
+    def read(path: Path) -> list[dict]:
+        """Entries of a spill file; a torn last line (crash while appending) is skipped."""
+        entries = []
+        with open(path, "rb") as handle:
+            for number, line in enumerate(handle, start=1):
+                if not line.endswith(b"\n"):
+                    logger.warning("spill %s: ignoring a torn last line %d", path, number)
+                    break
+                try:
+                    entries.append(orjson.loads(line))
+                except orjson.JSONDecodeError:
+                    logger.error("spill %s: line %d is not JSON; skipped", path, number)
+        return entries
+
+
+class PostgresRecorder:
+    """The Recorder that keeps the ledger in PostgreSQL (see the module docstring)."""
+
+    def __init__(self, pool: asyncpg.Pool, pool_name: str, spill_dir: str | Path, *,
+                 flush_interval_s: float = 1.0, batch_size: int = 5000, write_timeout_s: float = 10.0,
+                 replay_interval_s: float = 2.0, on_block: Any = None) -> None:
+        self.db = pool
+        self.pool_name = pool_name
+        self.spill = SpillFile(Path(spill_dir))
+        self.flush_interval_s = flush_interval_s
+        self.batch_size = batch_size
+        self.write_timeout_s = write_timeout_s
+        self.replay_interval_s = replay_interval_s
+        self.on_block = on_block
+        self._buffer: list[ShareRecord] = []
+        self._wakeup = asyncio.Event()
+        self._flusher: asyncio.Task | None = None
+        self._replayer: asyncio.Task | None = None
+        self._block_tasks: set[asyncio.Task] = set()
+        self._write_lock = asyncio.Lock()
+        self.healthy = True
+        self.stats = {"shares_written": 0, "shares_duplicate": 0, "batches_spilled": 0, "shares_spilled": 0,
+                      "spill_replays": 0, "blocks_written": 0, "blocks_spilled": 0, "write_errors": 0}
+
+    # -- Recorder interface ----------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._flusher = asyncio.create_task(self._flush_loop(), name="ledger-flush")
+        self._replayer = asyncio.create_task(self._replay_loop(), name="ledger-replay")
+
+    async def stop(self) -> None:
+        """Flush everything (to PostgreSQL or the spill) and stop; what is pending is kept on disk."""
+        for task in (self._flusher, self._replayer):
+            if task is not None:
+                task.cancel()
+                try:
+                    await task
+                except asyncio.CancelledError:
+                    pass
+        while self._block_tasks:
+            await asyncio.gather(*list(self._block_tasks), return_exceptions=True)
+        await self.flush()
+
+    def record_share(self, share: ShareRecord) -> None:
+        self._buffer.append(share)
+        if len(self._buffer) >= self.batch_size:
+            self._wakeup.set()
+
+    def record_block(self, block: BlockRecord) -> None:
+        task = asyncio.ensure_future(self._write_block(block))
+        self._block_tasks.add(task)
+        task.add_done_callback(self._block_tasks.discard)
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buffer)
+
+    # -- shares ----------------------------------------------------------------------------
+
+    async def _flush_loop(self) -> None:
+        while True:
+            try:
+                await asyncio.wait_for(self._wakeup.wait(), self.flush_interval_s)
+            except TimeoutError:
+                pass
+            self._wakeup.clear()
+            await self.flush()
+
+    async def flush(self) -> None:
+        """Write what is buffered: to PostgreSQL when it answers in time, else to the spill."""
+        while self._buffer:
+            batch, self._buffer = self._buffer[: self.batch_size], self._buffer[self.batch_size:]
+            rows = [share_row(share, self.pool_name) for share in batch]
+            if self.healthy:
+                try:
+                    await self._write_shares(rows)
+                    continue
+                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+                    self._went_away(exc)
+            self._spill_shares(rows)
+
+    async def _write_shares(self, rows: list[tuple]) -> int:
+        async with self._write_lock:
+            async with asyncio.timeout(self.write_timeout_s):
+                async with self.db.acquire() as conn:
+                    async with conn.transaction():
+                        await conn.execute(
+                            "CREATE TEMP TABLE IF NOT EXISTS shares_staging (LIKE shares) ON COMMIT DELETE ROWS")
+                        await conn.copy_records_to_table("shares_staging", records=rows, columns=SHARE_COLUMNS)
+                        inserted = await conn.fetchval(_INSERT_FROM_STAGING)
+        self.stats["shares_written"] += inserted
+        self.stats["shares_duplicate"] += len(rows) - inserted
+        return inserted
+
+    def _spill_shares(self, rows: list[tuple]) -> None:
+        entry = {"kind": "shares", "rows": [[_jsonable(v) for v in row] for row in rows]}
+        self.spill.append(entry)
+        self.stats["batches_spilled"] += 1
+        self.stats["shares_spilled"] += len(rows)
+
+    def _went_away(self, exc: BaseException) -> None:
+        self.stats["write_errors"] += 1
+        if self.healthy:
+            logger.error("ALERT: PostgreSQL is not taking writes (%s: %s); spilling to %s until it is back",
+                         type(exc).__name__, exc, self.spill.path)
+        self.healthy = False
+
+    # -- blocks ----------------------------------------------------------------------------
+
+    async def _write_block(self, block: BlockRecord) -> None:
+        entry = {"kind": "block", **{name: _jsonable(getattr(block, name)) for name in BlockRecord.__slots__}}
+        if self.healthy:
+            try:
+                async with asyncio.timeout(self.write_timeout_s):
+                    await self._apply_block(entry)
+                self.stats["blocks_written"] += 1
+                if self.on_block is not None:
+                    self.on_block(block)
+                return
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+                self._went_away(exc)
+        self.spill.append(entry)
+        self.stats["blocks_spilled"] += 1
+        logger.error("ALERT: block %s at height %d kept in the spill file until PostgreSQL is back",
+                     block.hash, block.height)
+
+    async def _apply_block(self, entry: dict) -> None:
+        """Insert or advance one block row in its own transaction (idempotent)."""
+        status = _BLOCK_STATUS.get(entry["status"], "pending")
+        async with self.db.acquire() as conn:
+            async with conn.transaction():
+                await conn.execute(
+                    """INSERT INTO blocks (pool, height, hash, status, reward, finder_address, finder_worker,
+                                           share_difficulty, network_difficulty, submit_detail, created)
+                       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+                       ON CONFLICT (hash) DO NOTHING""",
+                    self.pool_name, entry["height"], entry["hash"], status, entry["reward"], entry["address"],
+                    entry["worker"], entry["actual_difficulty"], entry["network_difficulty"], entry["detail"],
+                    _timestamp(entry["created"]),
+                )
+                if entry["status"] == "candidate":
+                    return
+                row = await conn.fetchrow("SELECT status, effort FROM blocks WHERE hash = $1 FOR UPDATE", entry["hash"])
+                if row["status"] in ("confirmed",):
+                    return  # the tracker has moved it on already
+                if entry["status"] == "accepted" and row["effort"] is None:
+                    # The block ends the round: its effort is the round's work, and a new round starts.
+                    work = await conn.fetchval(
+                        """INSERT INTO rounds (pool) VALUES ($1) ON CONFLICT (pool) DO UPDATE SET pool = excluded.pool
+                           RETURNING work""", self.pool_name)
+                    await conn.execute("UPDATE rounds SET work = 0, shares = 0, started = now() WHERE pool = $1",
+                                       self.pool_name)
+                    await conn.execute("UPDATE blocks SET effort = $2 WHERE hash = $1", entry["hash"], work)
+                await conn.execute(
+                    "UPDATE blocks SET status = $2, submit_detail = $3, updated = now() WHERE hash = $1 AND status = 'pending'",
+                    entry["hash"], status, entry["detail"],
+                )
+
+    # -- replay ----------------------------------------------------------------------------
+
+    async def _replay_loop(self) -> None:
+        while True:
+            if not self.healthy or self.spill.size():
+                try:
+                    await self.replay()
+                except Exception as exc:  # PostgreSQL still away: try again later
+                    logger.debug("spill replay not possible yet: %s", exc)
+            await asyncio.sleep(self.replay_interval_s)
+
+    async def replay(self) -> int:
+        """Write every spilled batch and block to PostgreSQL; delete each file after its commit."""
+        async with asyncio.timeout(self.write_timeout_s):
+            async with self.db.acquire() as conn:
+                await conn.fetchval("SELECT 1")
+        self.spill.rotate()
+        replayed = 0
+        for path in self.spill.pending_files():
+            for entry in SpillFile.read(path):
+                if entry.get("kind") == "shares":
+                    rows = [_row_from_json(row) for row in entry["rows"]]
+                    await self._write_shares(rows)
+                    replayed += len(rows)
+                elif entry.get("kind") == "block":
+                    await self._apply_block(entry)
+            path.unlink()
+            self.stats["spill_replays"] += 1
+            logger.info("replayed spill %s into PostgreSQL", path.name)
+        if not self.healthy:
+            logger.warning("PostgreSQL takes writes again; the spill has been replayed")
+        self.healthy = True
+        return replayed
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def _jsonable(value: Any) -> Any:
+    """Timestamps go to the spill as integer microseconds, so a replay gives back the exact key."""
+    if isinstance(value, datetime):
+        return {"us": (value - _EPOCH) // _MICROSECOND}
+    return value
+
+
+def _row_from_json(row: list) -> tuple:
+    return tuple(_EPOCH + value["us"] * _MICROSECOND if isinstance(value, dict) else value for value in row)

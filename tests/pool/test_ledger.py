@@ -1,0 +1,211 @@
+"""The share ledger on a real PostgreSQL: batches, idempotence, the spill file, blocks.
+
+Crash safety, step by step:
+- a batch is handed over only after COMMIT or after its spill line was fsync'd: a crash before
+  either leaves it in memory (lost only on SIGKILL: at most one flush interval, see the docs);
+- a commit that the client did not see (timeout during COMMIT) plus the spilled copy replayed
+  later store the shares once (unique share ids, ON CONFLICT DO NOTHING) and count them once
+  in the aggregates (only inserted rows are counted);
+- a crash during replay leaves the spill file in place (deleted only after its commit):
+  replaying it again changes nothing (test_spill_replayed_twice).
+"""
+from __future__ import annotations
+
+import asyncio
+import secrets
+import shutil
+import time
+
+import pytest
+
+from pool.database import connect_pool, ensure_share_partitions, migrate
+from pool.ledger import PostgresRecorder, SpillFile
+from pool.pgserver import PgServer
+from pool.recorder import BlockRecord, ShareRecord
+
+
+@pytest.fixture(scope="module")
+def server():
+    with PgServer(durable=False) as server:
+        yield server
+
+
+@pytest.fixture
+async def db(server):
+    name = "ledger_" + secrets.token_hex(6)
+    dsn = await asyncio.to_thread(server.create_database, name)
+    await migrate(dsn)
+    await ensure_share_partitions(dsn)
+    pool = await connect_pool(dsn, command_timeout=10)
+    yield pool
+    await pool.close()
+
+
+START = time.time()
+
+
+def share(n: int, *, worker="rig1", created=None, difficulty=2.0) -> ShareRecord:
+    """Share n is the same record each time it is made (a retry or a replay of it)."""
+    return ShareRecord(
+        share_id=f"07test{n:012x}", created=created or START + n * 0.001237, address="ltc1qminer", worker=worker,
+        credited_difficulty=difficulty, actual_difficulty=difficulty * 3, network_difficulty=1000.0, height=100,
+        coinbase_value=625_000_000, node_id=7, ip="127.0.0.1", is_block=False,
+    )
+
+
+async def counts(db) -> tuple[int, int, float, float]:
+    rows = await db.fetchval("SELECT count(*) FROM shares")
+    minute_shares = await db.fetchval("SELECT coalesce(sum(shares), 0) FROM worker_minutes")
+    minute_diff = await db.fetchval("SELECT coalesce(sum(difficulty_sum), 0) FROM worker_minutes")
+    work = await db.fetchval("SELECT coalesce(sum(work), 0) FROM rounds")
+    return rows, minute_shares, minute_diff, work
+
+
+async def test_batches_are_written_once(db, tmp_path):
+    recorder = PostgresRecorder(db, "litecoin", tmp_path, batch_size=1000)
+    for n in range(2500):
+        recorder.record_share(share(n))
+    await recorder.flush()
+    assert await counts(db) == (2500, 2500, 5000.0, pytest.approx(5.0))
+    assert recorder.stats["shares_written"] == 2500
+    # The same shares again (a retried batch): stored and counted once.
+    for n in range(2500):
+        recorder.record_share(share(n))
+    await recorder.flush()
+    assert await counts(db) == (2500, 2500, 5000.0, pytest.approx(5.0))
+    assert recorder.stats["shares_duplicate"] == 2500
+    assert not tmp_path.joinpath("spill.jsonl").exists()
+
+
+async def test_flush_by_time_and_by_count(db, tmp_path):
+    recorder = PostgresRecorder(db, "litecoin", tmp_path, flush_interval_s=0.2, batch_size=100)
+    await recorder.start()
+    try:
+        recorder.record_share(share(1))
+        await asyncio.sleep(0.6)
+        assert (await counts(db))[0] == 1  # by time
+        for n in range(2, 102):
+            recorder.record_share(share(n))
+        await asyncio.sleep(0.05)
+        assert (await counts(db))[0] >= 101  # by count, before the interval
+    finally:
+        await recorder.stop()
+
+
+async def test_postgres_away_spills_then_replays(db, server, tmp_path):
+    recorder = PostgresRecorder(db, "litecoin", tmp_path, write_timeout_s=1.0, replay_interval_s=0.2)
+    await recorder.start()
+    try:
+        await asyncio.to_thread(server.pause)
+        for n in range(300):
+            recorder.record_share(share(n))
+        await recorder.flush()
+        assert recorder.healthy is False and recorder.buffered == 0
+        spilled = SpillFile.read(tmp_path / "spill.jsonl")
+        assert sum(len(entry["rows"]) for entry in spilled) == 300
+        for n in range(300, 400):  # mining goes on while PostgreSQL is away
+            recorder.record_share(share(n))
+        await recorder.flush()
+        await asyncio.to_thread(server.resume)
+        for _ in range(100):
+            await asyncio.sleep(0.1)
+            if recorder.healthy and not recorder.spill.size():
+                break
+        assert recorder.healthy
+        assert await counts(db) == (400, 400, 800.0, pytest.approx(0.8))
+        assert list(tmp_path.iterdir()) == []  # the spill is deleted only after the replay committed
+    finally:
+        await recorder.stop()
+
+
+async def test_spill_replayed_twice(db, tmp_path):
+    """A crash after the replay committed but before the file was deleted: replaying again is harmless."""
+    spill = SpillFile(tmp_path)
+    recorder = PostgresRecorder(db, "litecoin", tmp_path)
+    for n in range(50):
+        recorder.record_share(share(n))
+    recorder.healthy = False
+    await recorder.flush()  # to the spill
+    keep = tmp_path / "copy.jsonl"
+    shutil.copy(spill.path, keep)
+    await recorder.replay()
+    first = await counts(db)
+    shutil.copy(keep, spill.path)
+    await recorder.replay()
+    assert await counts(db) == first == (50, 50, 100.0, pytest.approx(0.1))
+
+
+async def test_torn_last_line_is_skipped(db, tmp_path):
+    recorder = PostgresRecorder(db, "litecoin", tmp_path)
+    recorder.healthy = False
+    for n in range(10):
+        recorder.record_share(share(n))
+    await recorder.flush()
+    with open(recorder.spill.path, "ab") as handle:
+        handle.write(b'{"kind": "shares", "rows": [["07tor')  # a crash in the middle of an append
+    await recorder.replay()
+    assert (await counts(db))[0] == 10
+
+
+async def test_slow_postgres_spills_and_nothing_is_doubled(db, server, tmp_path):
+    recorder = PostgresRecorder(db, "litecoin", tmp_path, write_timeout_s=0.5, replay_interval_s=0.2)
+    await recorder.start()
+    database = db._connect_kwargs.get("database") or (await db.fetchval("SELECT current_database()"))
+    try:
+        async with server.lock_table("shares", database=database):
+            for n in range(200):
+                recorder.record_share(share(n))
+            started = time.monotonic()
+            await recorder.flush()
+            assert time.monotonic() - started < 3  # the miners' side is never held up for long
+            assert recorder.stats["shares_spilled"] == 200
+        for _ in range(100):
+            await asyncio.sleep(0.1)
+            if recorder.healthy and not recorder.spill.size():
+                break
+        assert await counts(db) == (200, 200, 400.0, pytest.approx(0.4))
+    finally:
+        await recorder.stop()
+
+
+def block(status: str, **changes) -> BlockRecord:
+    record = BlockRecord(height=100, hash="ab" * 32, created=time.time(), address="ltc1qminer", worker="rig1",
+                         status=status, reward=625_000_000, actual_difficulty=5000.0, network_difficulty=1000.0)
+    for name, value in changes.items():
+        setattr(record, name, value)
+    return record
+
+
+async def test_block_rows_and_round_effort(db, tmp_path):
+    recorder = PostgresRecorder(db, "litecoin", tmp_path)
+    for n in range(500):
+        recorder.record_share(share(n))  # 500 x 2 / 1000 = effort 1.0
+    await recorder.flush()
+    recorder.record_block(block("candidate"))
+    await recorder.stop()
+    row = await db.fetchrow("SELECT * FROM blocks")
+    assert row["status"] == "pending" and row["reward"] == 625_000_000 and row["effort"] is None
+    recorder.record_block(block("accepted", detail="accepted, accepted"))
+    recorder.record_block(block("accepted", detail="accepted, accepted"))  # twice: still one round end
+    await recorder.stop()
+    row = await db.fetchrow("SELECT * FROM blocks")
+    assert row["effort"] == pytest.approx(1.0) and row["submit_detail"] == "accepted, accepted"
+    assert await db.fetchval("SELECT work FROM rounds WHERE pool = 'litecoin'") == 0
+    # A stale candidate that another block beat: recorded as orphaned, the round goes on.
+    recorder.record_block(block("candidate", hash="cd" * 32))
+    recorder.record_block(block("orphaned", hash="cd" * 32, detail="inconclusive"))
+    await recorder.stop()
+    assert await db.fetchval("SELECT status FROM blocks WHERE hash = $1", "cd" * 32) == "orphaned"
+
+
+async def test_block_kept_in_spill_while_postgres_away(db, server, tmp_path):
+    recorder = PostgresRecorder(db, "litecoin", tmp_path, write_timeout_s=1.0)
+    await asyncio.to_thread(server.pause)
+    try:
+        recorder.record_block(block("candidate", hash="ef" * 32))
+        await recorder.stop()
+        assert recorder.stats["blocks_spilled"] == 1
+    finally:
+        await asyncio.to_thread(server.resume)
+    await recorder.replay()
+    assert await db.fetchval("SELECT count(*) FROM blocks WHERE hash = $1", "ef" * 32) == 1
