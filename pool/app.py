@@ -8,14 +8,23 @@ import logging
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import date, timedelta
+from pathlib import Path
+
+import asyncpg
 
 from share_validator.validator import ShareValidator
 
 from pool.blocks import BlockSubmitter
 from pool.config import PoolConfig
 from pool.daemon import DaemonClient, DaemonEndpoint, DaemonError
-from pool.recorder import LogRecorder, Recorder
+from pool.database import connect_pool, drop_share_partitions_before, ensure_share_partitions, migrate
+from pool.ledger import PostgresRecorder
+from pool.pgserver import PgServer
+from pool.recorder import FanoutRecorder, LogRecorder, Recorder
+from pool.stats import LiveStats, MemoryStats, RedisStats, hashes_per_difficulty
 from pool.stratum.server import StratumServer
+from pool.tracker import BlockTracker
 from pool.work import WorkSource
 
 logger = logging.getLogger(__name__)
@@ -31,48 +40,142 @@ class RunningPool:
     work: WorkSource
     blocks: BlockSubmitter
     recorder: Recorder
+    db: asyncpg.Pool | None = None
+    ledger: PostgresRecorder | None = None
+    stats: LiveStats | None = None
+    tracker: BlockTracker | None = None
+    embedded_postgres: PgServer | None = None
+
+
+async def open_database(config: PoolConfig) -> tuple[asyncpg.Pool, PgServer | None]:
+    """The configured PostgreSQL, or an embedded one in the data directory; migrated, partitions made."""
+    embedded = None
+    dsn = config.database.dsn
+    if not dsn:
+        embedded = PgServer(Path(config.data_dir).resolve() / "postgres", make_traversable=True)
+        await asyncio.to_thread(embedded.start)
+        dsn = embedded.dsn
+        logger.info("no database.dsn configured: using an embedded PostgreSQL in %s (port %d)",
+                    embedded.base_dir, embedded.port)
+    try:
+        db = await connect_pool(dsn)
+        applied = await migrate(db)
+        if applied:
+            logger.info("database schema migrated: applied %s", applied)
+        await ensure_share_partitions(db)
+    except BaseException:
+        if embedded is not None:
+            await asyncio.to_thread(embedded.stop)
+        raise
+    return db, embedded
+
+
+def make_stats(config: PoolConfig) -> LiveStats:
+    options = {"hashes_per_difficulty": hashes_per_difficulty(config.coin.diff1_target)}
+    if config.redis.url:
+        return RedisStats.from_url(config.redis.url, config.pool_name, **options)
+    return MemoryStats(config.pool_name, **options)
+
+
+async def rebuild_stats(stats: LiveStats, db: asyncpg.Pool, pool_name: str) -> None:
+    """Reload the last day of per-minute aggregates (after a restart, or Redis lost its data)."""
+    rows = await db.fetch(
+        """SELECT pool, address, worker, minute, shares, difficulty_sum, last_share FROM worker_minutes
+           WHERE pool = $1 AND minute > now() - interval '25 hours'""", pool_name)
+    loaded = await stats.rebuild_from(rows)
+    round_row = await db.fetchrow("SELECT work, shares, started FROM rounds WHERE pool = $1", pool_name)
+    if round_row is not None and hasattr(stats, "rebuild_round"):
+        await stats.rebuild_round(pool_name, work=round_row["work"], shares=round_row["shares"],
+                                  started=round_row["started"])
+    logger.info("live statistics rebuilt from %d per-minute rows", loaded)
+
+
+async def maintain_partitions(db: asyncpg.Pool, retention_days: int) -> None:
+    while True:
+        await asyncio.sleep(3600)
+        try:
+            await ensure_share_partitions(db)
+            await drop_share_partitions_before(db, date.today() - timedelta(days=retention_days))
+        except Exception:
+            logger.exception("share partition maintenance failed; trying again in an hour")
 
 
 async def run_pool(config: PoolConfig, shutdown: asyncio.Event, *, recorder: Recorder | None = None,
-                   on_ready: Callable[[RunningPool], None] | None = None) -> None:
+                   on_ready: Callable[[RunningPool], None] | None = None, use_database: bool = True) -> None:
     endpoints = [DaemonEndpoint.parse(d.url, user=d.user, password=d.password) for d in config.daemons]
-    recorder = recorder or LogRecorder(config.share_log or None)
-    async with DaemonClient(endpoints, request_timeout=15.0, retry_max_time=10.0) as daemon:
-        validator = ShareValidator(config.coin, ntime_future_s=config.work.ntime_future_s)
-        work_holder: list[WorkSource] = []
-        blocks = BlockSubmitter(daemon, recorder, on_accepted=lambda: work_holder[0].wake("submit"))
+    db = embedded = ledger = stats = tracker = None
+    background: list[asyncio.Task] = []
+    if recorder is None:
+        parts: list[Recorder] = []
+        if use_database:
+            db, embedded = await open_database(config)
+            ledger = PostgresRecorder(
+                db, config.pool_name, Path(config.data_dir) / "spill",
+                flush_interval_s=config.database.flush_interval_s, batch_size=config.database.batch_size,
+                write_timeout_s=config.database.write_timeout_s,
+            )
+            parts.append(ledger)
+        stats = make_stats(config)
+        parts.append(stats)
+        if config.share_log:
+            parts.append(LogRecorder(config.share_log))
+        recorder = FanoutRecorder(*parts)
+    try:
+        async with DaemonClient(endpoints, request_timeout=15.0, retry_max_time=10.0) as daemon:
+            validator = ShareValidator(config.coin, ntime_future_s=config.work.ntime_future_s)
+            work_holder: list[WorkSource] = []
+            blocks = BlockSubmitter(daemon, recorder, on_accepted=lambda: work_holder[0].wake("submit"))
 
-        async def check_address(address: str) -> bool:
-            answer = await daemon.validateaddress(address)
-            return bool(answer.get("isvalid"))
+            async def check_address(address: str) -> bool:
+                answer = await daemon.validateaddress(address)
+                return bool(answer.get("isvalid"))
 
-        server = StratumServer(config, validator, recorder, on_block=blocks.submit, check_address=check_address)
-        work = WorkSource(daemon, server, config)
-        work_holder.append(work)
-        await recorder.start()
-        await server.start()
-        # Thousands of long-lived sessions make full collections slow (tens of ms inside a job
-        # broadcast): keep what exists at start-up out of them and collect young objects less often.
-        gc.freeze()
-        gc.set_threshold(50_000, 20, 100)
-        running = RunningPool(config, daemon, server, work, blocks, recorder)
-        work_task = asyncio.ensure_future(work.run())
-        try:
-            if on_ready is not None:
-                on_ready(running)
-            shutdown_task = asyncio.ensure_future(shutdown.wait())
-            done, _ = await asyncio.wait({work_task, shutdown_task}, return_when=asyncio.FIRST_COMPLETED)
-            if work_task in done:
-                work_task.result()  # a crashed work source stops the pool loudly
-            shutdown_task.cancel()
-        finally:
-            logger.info("shutting down")
-            work_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await work_task
-            await server.stop()
-            await blocks.wait()
-            await recorder.stop()
+            server = StratumServer(config, validator, recorder, on_block=blocks.submit, check_address=check_address)
+            work = WorkSource(daemon, server, config)
+            work_holder.append(work)
+            await recorder.start()
+            if db is not None and stats is not None:
+                try:
+                    await rebuild_stats(stats, db, config.pool_name)
+                except Exception:
+                    logger.exception("could not rebuild live statistics from the database")
+            if db is not None:
+                tracker = BlockTracker(daemon, db, config.pool_name, maturity=config.maturity,
+                                       orphan_confirmations=config.blocks.orphan_confirmations,
+                                       interval_s=config.blocks.tracker_interval_s)
+                background.append(asyncio.ensure_future(tracker.run()))
+                background.append(asyncio.ensure_future(
+                    maintain_partitions(db, config.database.share_retention_days)))
+            await server.start()
+            # Thousands of long-lived sessions make full collections slow (tens of ms inside a job
+            # broadcast): keep what exists at start-up out of them and collect young objects less often.
+            gc.freeze()
+            gc.set_threshold(50_000, 20, 100)
+            running = RunningPool(config, daemon, server, work, blocks, recorder, db, ledger, stats, tracker, embedded)
+            work_task = asyncio.ensure_future(work.run())
+            try:
+                if on_ready is not None:
+                    on_ready(running)
+                shutdown_task = asyncio.ensure_future(shutdown.wait())
+                done, _ = await asyncio.wait({work_task, shutdown_task}, return_when=asyncio.FIRST_COMPLETED)
+                if work_task in done:
+                    work_task.result()  # a crashed work source stops the pool loudly
+                shutdown_task.cancel()
+            finally:
+                logger.info("shutting down")
+                for task in [work_task, *background]:
+                    task.cancel()
+                for task in [work_task, *background]:
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await task
+                await server.stop()
+                await blocks.wait()
+                await recorder.stop()
+    finally:
+        if db is not None:
+            await db.close()
+        if embedded is not None:
+            await asyncio.to_thread(embedded.stop)
 
 
 def install_signal_handlers(shutdown: asyncio.Event) -> None:

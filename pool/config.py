@@ -271,6 +271,11 @@ def parse_config(data: dict, *, source: str = "<dict>", text: str = "") -> PoolC
         extranonce2_size=extranonce2_size,
         log_level=log_level,
         share_log=share_log,
+        name=name,
+        data_dir=data_dir,
+        database=database,
+        redis=redis,
+        blocks=blocks,
         source=source,
     )
 

@@ -31,13 +31,17 @@ class DevnetReport:
     segwit_txids: list = field(default_factory=list)
     mweb_txids: list = field(default_factory=list)
     stratum_port: int = 0
+    miner_accepted: int = 0
+    pool_accepted: int = 0
+    ledger_shares: int = 0
+    ledger_blocks: dict = field(default_factory=dict)
 
 
 def devnet_config(net: RegtestNetwork, address: str, *, stratum_port: int = 0, difficulty: float = 0.05,
-                  share_log: str = "") -> PoolConfig:
+                  share_log: str = "", data_dir: str | None = None) -> PoolConfig:
     return parse_config({
         "pool": {"coin": "litecoin-regtest", "address": address, "pool_tag": "/quarry-devnet/",
-                 "share_log": share_log},
+                 "share_log": share_log, "data_dir": data_dir or str(net.base_dir / "pool")},
         "daemons": [{"url": net.rpc_url(i)} for i in range(len(net.nodes))],
         "stratum": {
             "ports": [{"port": stratum_port, "host": "127.0.0.1", "difficulty": difficulty,
@@ -46,6 +50,7 @@ def devnet_config(net: RegtestNetwork, address: str, *, stratum_port: int = 0, d
             "handshake_timeout_s": 60.0,
         },
         "work": {"template_refresh_s": 5.0, "poll_interval_s": 0.1},
+        "blocks": {"tracker_interval_s": 2.0},
     }, source="devnet")
 
 
@@ -66,12 +71,20 @@ async def run_devnet(net: RegtestNetwork, *, blocks_wanted: int | None, premine_
     report = DevnetReport()
     pool_task = asyncio.ensure_future(run_pool(config, shutdown, on_ready=ready.set_result))
     try:
-        running = await asyncio.wait_for(asyncio.shield(ready), 60)
+        await asyncio.wait({ready, pool_task}, timeout=120, return_when=asyncio.FIRST_COMPLETED)
+        if pool_task.done():
+            pool_task.result()  # the pool failed to start: show why
+        running = ready.result()
         port = running.server.ports[0]
         report.stratum_port = port
         announce(f"pool: stratum+tcp://127.0.0.1:{port}  coin litecoin-regtest  payout {address}")
+        def on_event(event: dict) -> None:
+            if event.get("type") == "accepted":
+                report.miner_accepted += 1
+
         miner_tasks = [
-            asyncio.ensure_future(run_miner("127.0.0.1", port, f"{address}.demo{n}", "x", algorithm="scrypt"))
+            asyncio.ensure_future(run_miner("127.0.0.1", port, f"{address}.demo{n}", "x", algorithm="scrypt",
+                                            on_event=on_event))
             for n in range(miners)
         ]
         seen = 0
@@ -96,6 +109,14 @@ async def run_devnet(net: RegtestNetwork, *, blocks_wanted: int | None, premine_
         for task in miner_tasks:
             task.cancel()
         await asyncio.gather(*miner_tasks, return_exceptions=True)
+        report.pool_accepted = running.server.stats["shares_accepted"]
+        if running.ledger is not None:
+            await running.blocks.wait()
+            await running.ledger.flush()
+            report.ledger_shares = await running.db.fetchval(
+                "SELECT count(*) FROM shares WHERE credited_difficulty > 0")
+            report.ledger_blocks = {row["hash"]: row["status"] for row in await running.db.fetch(
+                "SELECT hash, status FROM blocks")}
         return report
     finally:
         shutdown.set()

@@ -156,7 +156,9 @@ class PgServer:
         settings: Mapping[str, str] | None = None,
         startup_timeout: float = 60.0,
         stop_timeout: float = 30.0,
+        make_traversable: bool = False,
     ) -> None:
+        self.make_traversable = make_traversable
         self.database = database
         self.user = user
         self.durable = durable
@@ -323,7 +325,7 @@ class PgServer:
         base_dir = self._require_base_dir()
         os.chown(base_dir, self._uid, self._gid)
         os.chmod(base_dir, 0o700)
-        _check_traversable(base_dir, entry)
+        _check_traversable(base_dir, entry, fix=self.make_traversable)
         logger.debug("running PostgreSQL as %s (uid %d)", entry.pw_name, entry.pw_uid)
 
     def _initdb(self) -> None:
@@ -540,11 +542,18 @@ def _first_user(*names: str) -> pwd.struct_passwd:
     )
 
 
-def _check_traversable(path: Path, entry: pwd.struct_passwd) -> None:
-    """Raise unless every parent of `path` lets `entry`'s user through (search permission)."""
+def _check_traversable(path: Path, entry: pwd.struct_passwd, *, fix: bool = False) -> None:
+    """Raise unless every parent of `path` lets `entry`'s user through (search permission).
+
+    With `fix`, a root-owned parent that is not searchable gets the search bit for others (o+x:
+    passing through by name, not listing), which is what a 0700 temporary directory needs."""
     groups = {entry.pw_gid} | {g.gr_gid for g in grp.getgrall() if entry.pw_name in g.gr_mem}
     for parent in path.parents:
         status = parent.stat()
+        if fix and status.st_uid == 0 and not status.st_mode & 0o001:
+            os.chmod(parent, status.st_mode | 0o001)
+            logger.info("made %s searchable (o+x) so that PostgreSQL can reach %s", parent, path)
+            status = parent.stat()
         if status.st_uid == entry.pw_uid:
             allowed = status.st_mode & 0o100
         elif status.st_gid in groups:

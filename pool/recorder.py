@@ -109,3 +109,31 @@ class LogRecorder:
         while True:
             await asyncio.sleep(self.flush_interval_s)
             self.flush()
+
+
+class FanoutRecorder:
+    """Hands every share and block to several recorders (the ledger, live statistics, a log)."""
+
+    def __init__(self, *recorders: Recorder) -> None:
+        self.recorders = [r for r in recorders if r is not None]
+        self._share_calls = [r.record_share for r in self.recorders]
+        self._block_calls = [r.record_block for r in self.recorders]
+
+    async def start(self) -> None:
+        for recorder in self.recorders:
+            await recorder.start()
+
+    async def stop(self) -> None:
+        for recorder in reversed(self.recorders):
+            try:
+                await recorder.stop()
+            except Exception:  # one failing recorder must not keep the others from flushing
+                logger.exception("stopping %s", type(recorder).__name__)
+
+    def record_share(self, share: ShareRecord) -> None:
+        for call in self._share_calls:
+            call(share)
+
+    def record_block(self, block: BlockRecord) -> None:
+        for call in self._block_calls:
+            call(block)

@@ -121,3 +121,23 @@ def test_any_value_anywhere_is_a_config_error_or_accepted(section, key, value):
         parse_config(data)
     except ConfigError:
         pass
+
+
+def test_database_redis_blocks_sections(tmp_path):
+    text = EXAMPLE.read_text() + '''
+[database]
+dsn = "postgresql://quarry:pw@127.0.0.1:5432/quarry"
+flush_interval_s = 0.5
+[redis]
+url = "redis://127.0.0.1:6379/0"
+[blocks]
+confirmations = 120
+'''
+    config = load_config(write(tmp_path, text))
+    assert config.database.dsn.startswith("postgresql://") and config.database.flush_interval_s == 0.5
+    assert config.redis.url == "redis://127.0.0.1:6379/0"
+    assert config.maturity == 120
+    with pytest.raises(ConfigError, match="blocks.confirmations: must be at least the coin's maturity"):
+        load_config(write(tmp_path, EXAMPLE.read_text() + "[blocks]\nconfirmations = 50\n"))
+    with pytest.raises(ConfigError, match="database.dsn"):
+        load_config(write(tmp_path, EXAMPLE.read_text() + '[database]\ndsn = "mysql://x"\n'))

@@ -101,6 +101,11 @@ async def test_demo_miner_finds_20_blocks_across_mweb_activation():
         confirmed_mweb = [t for t in report.mweb_txids
                           if (await asyncio.to_thread(net.rpc, 0, "gettransaction", t))["confirmations"] > 0]
         assert confirmed_segwit and confirmed_mweb, (report.segwit_txids, report.mweb_txids)
+        # The ledger holds every share the pool accepted (the miner saw at most that many answers),
+        # and every accepted block as a pending block row.
+        assert report.ledger_shares == report.pool_accepted >= report.miner_accepted > 0
+        for record in report.accepted:
+            assert report.ledger_blocks[record.hash] in ("pending", "confirmed")
         post = [r for r in report.accepted if r.height > MWEB_ACTIVATION_HEIGHT]
         assert post
         block = await asyncio.to_thread(net.rpc, 0, "getblock", post[-1].hash, 2)
@@ -111,13 +116,17 @@ async def test_demo_miner_finds_20_blocks_across_mweb_activation():
 
 class PoolUnderTest:
     def __init__(self, config):
+        assert config.data_dir != "quarry-data", "give the pool a temporary data_dir"
         self.config = config
         self.shutdown = asyncio.Event()
         self.ready = asyncio.get_running_loop().create_future()
         self.task = asyncio.ensure_future(run_pool(config, self.shutdown, on_ready=self.ready.set_result))
 
     async def __aenter__(self):
-        self.running = await asyncio.wait_for(asyncio.shield(self.ready), 30)
+        await asyncio.wait({self.ready, self.task}, timeout=60, return_when=asyncio.FIRST_COMPLETED)
+        if self.task.done():
+            self.task.result()  # the pool failed to start: show why
+        self.running = self.ready.result()
         return self.running
 
     async def __aexit__(self, *exc):
@@ -134,10 +143,10 @@ async def miner_client(running, address) -> tuple[Client, list]:
     return client, job
 
 
-async def test_new_block_elsewhere_reaches_miners_as_clean_job(network):
+async def test_new_block_elsewhere_reaches_miners_as_clean_job(network, tmp_path):
     net = network
     address = await asyncio.to_thread(net.rpc, 0, "getnewaddress", "", "bech32")
-    config = devnet_config(net, address)
+    config = devnet_config(net, address, data_dir=str(tmp_path))
     async with PoolUnderTest(config) as running:
         client, job = await miner_client(running, address)
         delays = []
@@ -154,11 +163,11 @@ async def test_new_block_elsewhere_reaches_miners_as_clean_job(network):
         await client.close()
 
 
-async def test_blocknotify_hook(network):
+async def test_blocknotify_hook(network, tmp_path):
     net = network
     address = await asyncio.to_thread(net.rpc, 0, "getnewaddress", "", "bech32")
     config = parse_config({
-        "pool": {"coin": "litecoin-regtest", "address": address},
+        "pool": {"coin": "litecoin-regtest", "address": address, "data_dir": str(tmp_path)},
         "daemons": [{"url": net.rpc_url(0)}],
         "stratum": {"ports": [{"port": 0, "host": "127.0.0.1", "difficulty": 1}]},
         # no long poll, polling once a minute: only the hook can bring the new block quickly
@@ -241,14 +250,14 @@ class Switch:
         self.pipes.difference_update(tasks)
 
 
-async def test_daemon_away_pauses_work_and_recovers(network):
+async def test_daemon_away_pauses_work_and_recovers(network, tmp_path):
     net = network
     address = await asyncio.to_thread(net.rpc, 0, "getnewaddress", "", "bech32")
     switch = Switch(net.nodes[0].rpc_port)
     await switch.up()
     url = net.rpc_url(0).replace(f":{net.nodes[0].rpc_port}/", f":{switch.port}/")
     config = parse_config({
-        "pool": {"coin": "litecoin-regtest", "address": address},
+        "pool": {"coin": "litecoin-regtest", "address": address, "data_dir": str(tmp_path)},
         "daemons": [{"url": url}],
         "stratum": {"ports": [{"port": 0, "host": "127.0.0.1", "difficulty": 1}]},
         "work": {"poll_interval_s": 0.2},
