@@ -51,6 +51,32 @@ def cmd_run(args: argparse.Namespace) -> int:
     return _run_async(main())
 
 
+def cmd_migrate(args: argparse.Namespace) -> int:
+    """Apply the missing schema migrations (the pool also does this at start)."""
+    config = _load(args.config)
+    _setup_logging(config.log_level)
+
+    async def main() -> int:
+        from pool.app import open_database
+        from pool.database import SchemaError
+
+        try:
+            db, embedded = await open_database(config)
+        except SchemaError as exc:
+            print(f"pool migrate: {exc}", file=sys.stderr)
+            return 2
+        try:
+            version = await db.fetchval("SELECT max(version) FROM schema_version")
+            print(f"database schema at version {version}")
+        finally:
+            await db.close()
+            if embedded is not None:
+                await asyncio.to_thread(embedded.stop)
+        return 0
+
+    return _run_async(main())
+
+
 def cmd_check_config(args: argparse.Namespace) -> int:
     config = _load(args.config)
     print(f"{args.config}: OK ({config.coin.name}, {len(config.stratum.ports)} stratum ports, "
@@ -121,6 +147,10 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run the pool from a TOML config")
     run.add_argument("-c", "--config", required=True)
     run.set_defaults(handler=cmd_run)
+
+    migrate = commands.add_parser("migrate", help="apply missing database migrations and exit")
+    migrate.add_argument("-c", "--config", required=True)
+    migrate.set_defaults(handler=cmd_migrate)
 
     check = commands.add_parser("check-config", help="validate a config file and exit")
     check.add_argument("-c", "--config", required=True)
