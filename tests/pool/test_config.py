@@ -124,20 +124,14 @@ def test_any_value_anywhere_is_a_config_error_or_accepted(section, key, value):
 
 
 def test_database_redis_blocks_sections(tmp_path):
-    text = EXAMPLE.read_text() + '''
-[database]
-dsn = "postgresql://quarry:pw@127.0.0.1:5432/quarry"
-flush_interval_s = 0.5
-[redis]
-url = "redis://127.0.0.1:6379/0"
-[blocks]
-confirmations = 120
-'''
+    config = load_config(EXAMPLE)
+    assert config.database.dsn.startswith("postgresql://") and config.database.flush_interval_s == 1.0
+    assert config.redis.url == "" and config.maturity == 100
+    text = example_with('url = ""', 'url = "redis://127.0.0.1:6379/0"')
+    text = text.replace("confirmations = 0\n", "confirmations = 120\n", 1)
     config = load_config(write(tmp_path, text))
-    assert config.database.dsn.startswith("postgresql://") and config.database.flush_interval_s == 0.5
-    assert config.redis.url == "redis://127.0.0.1:6379/0"
-    assert config.maturity == 120
+    assert config.redis.url == "redis://127.0.0.1:6379/0" and config.maturity == 120
     with pytest.raises(ConfigError, match="blocks.confirmations: must be at least the coin's maturity"):
-        load_config(write(tmp_path, EXAMPLE.read_text() + "[blocks]\nconfirmations = 50\n"))
+        load_config(write(tmp_path, EXAMPLE.read_text().replace("confirmations = 0\n", "confirmations = 50\n", 1)))
     with pytest.raises(ConfigError, match="database.dsn"):
-        load_config(write(tmp_path, EXAMPLE.read_text() + '[database]\ndsn = "mysql://x"\n'))
+        load_config(write(tmp_path, example_with('dsn = "postgresql://', 'dsn = "mysql://')))
