@@ -20,6 +20,7 @@ from share_validator.validator import ShareValidator
 from pool.config import parse_config
 from pool.database import connect_pool
 from pool.ledger import PostgresRecorder
+from pool.recorder import FanoutRecorder
 from pool.stratum.server import StratumServer
 
 DATA = pathlib.Path(__file__).resolve().parent / "data"
@@ -43,21 +44,24 @@ def job(job_id: str = "1") -> Job:
     return Job(job_id, conf.coin, Template.from_gbt({**gbt, "bits": "1a010ccd"}), payout_script=conf.payout_script)
 
 
-async def start_pool(dsn: str, spill_dir: str, *, flush_interval_s: float = 0.5, write_timeout_s: float = 2.0):
+async def start_pool(dsn: str, spill_dir: str, *, flush_interval_s: float = 0.5, write_timeout_s: float = 2.0,
+                     stats=None):
     conf = config()
     db = await connect_pool(dsn, command_timeout=10)
     recorder = PostgresRecorder(db, "litecoin-regtest", spill_dir, flush_interval_s=flush_interval_s,
                                 write_timeout_s=write_timeout_s, replay_interval_s=0.5)
+    if stats is not None:
+        recorder = FanoutRecorder(recorder, stats)
     server = StratumServer(conf, ShareValidator(conf.coin), recorder)
     await recorder.start()
     await server.start()
     server.new_job(job(), True)
-    return server, recorder, db
+    return server, (recorder.recorders[0] if stats is not None else recorder), db
 
 
 async def stop_pool(server, recorder, db) -> None:
     await server.stop()
-    await recorder.stop()
+    await server.recorder.stop()
     await db.close()
 
 

@@ -191,3 +191,33 @@ async def test_sigkill_loses_at_most_one_flush_interval(dsn, tmp_path):
           f"{recent} were accepted in the last flush interval")
     assert rows == distinct
     assert 0 <= lost <= recent
+
+
+async def test_redis_killed_and_flushed_mid_run(dsn, tmp_path):
+    """Statistics are not money: Redis dying, coming back empty, nothing reaches the miners, no share is lost."""
+    from pool.redisserver import RedisServer
+    from pool.stats import RedisStats
+
+    with RedisServer() as redis_server:
+        stats = RedisStats.from_url(redis_server.url, "litecoin-regtest", flush_interval_s=0.2)
+        server, recorder, db = await start_pool(dsn, str(tmp_path), stats=stats)
+        miners = Miners(server.ports[0])
+        await miners.start()
+        try:
+            await asyncio.sleep(1.5)
+            assert await stats.hashrate("litecoin-regtest", window_s=300) >= 0
+            await asyncio.to_thread(redis_server.kill)
+            await asyncio.sleep(2)
+            await asyncio.to_thread(redis_server.restart)
+            await asyncio.sleep(1)
+            await asyncio.to_thread(redis_server.flushall)
+            await asyncio.sleep(1.5)
+        finally:
+            await miners.finish()
+            await wait_replayed(recorder)
+            await stop_pool(server, recorder, db)
+        assert miners.errors == [] and server.stats["internal_error"] == 0
+        assert stats.counters["push_failures"] > 0  # it did notice the outage
+        assert stats.healthy
+        rows, distinct = await stored(dsn)
+        assert rows == distinct == miners.accepted > 0
