@@ -42,7 +42,11 @@ def devnet_config(net: RegtestNetwork, address: str, *, stratum_port: int = 0, d
     return parse_config({
         "pool": {"coin": "litecoin-regtest", "address": address, "pool_tag": "/quarry-devnet/",
                  "share_log": share_log, "data_dir": data_dir or str(net.base_dir / "pool")},
-        "daemons": [{"url": net.rpc_url(i)} for i in range(len(net.nodes))],
+        # Work and blocks go through node 0 only; node 1 follows over p2p.  With every share a block
+        # on regtest, stale solutions submitted to both nodes made them take different sides of a
+        # race and reorganise across MWEB activation, which crashes litecoind 0.21.2.1's node
+        # (ConnectBlock ... mweb-connect-failed, BLOCK_SUMS).
+        "daemons": [{"url": net.rpc_url(0)}],
         "stratum": {
             "ports": [{"port": stratum_port, "host": "127.0.0.1", "difficulty": difficulty,
                        "min_difficulty": difficulty / 64, "max_difficulty": difficulty * 64,
