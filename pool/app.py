@@ -90,6 +90,21 @@ async def rebuild_stats(stats: LiveStats, db: asyncpg.Pool, pool_name: str) -> N
     logger.info("live statistics rebuilt from %d per-minute rows", loaded)
 
 
+async def watch_stats_store(stats: LiveStats, db: asyncpg.Pool, pool_name: str, interval_s: float = 15.0) -> None:
+    """Redis restarted empty or flushed: rebuild the statistics from the ledger's aggregates."""
+    if not hasattr(stats, "store_lost"):
+        return
+    while True:
+        try:
+            if await stats.store_lost():
+                logger.warning("live statistics were lost from Redis; rebuilding them from PostgreSQL")
+                await rebuild_stats(stats, db, pool_name)
+                await stats.mark_rebuilt()
+        except Exception as exc:  # Redis or PostgreSQL away: the next round tries again
+            logger.debug("statistics store check: %s", exc)
+        await asyncio.sleep(interval_s)
+
+
 async def maintain_partitions(db: asyncpg.Pool, retention_days: int) -> None:
     while True:
         await asyncio.sleep(3600)
@@ -135,10 +150,13 @@ async def run_pool(config: PoolConfig, shutdown: asyncio.Event, *, recorder: Rec
             work_holder.append(work)
             await recorder.start()
             if db is not None and stats is not None:
-                try:
-                    await rebuild_stats(stats, db, config.pool_name)
-                except Exception:
-                    logger.exception("could not rebuild live statistics from the database")
+                if hasattr(stats, "store_lost"):
+                    background.append(asyncio.ensure_future(watch_stats_store(stats, db, config.pool_name)))
+                else:
+                    try:
+                        await rebuild_stats(stats, db, config.pool_name)
+                    except Exception:
+                        logger.exception("could not rebuild live statistics from the database")
             if db is not None:
                 tracker = BlockTracker(daemon, db, config.pool_name, maturity=config.maturity,
                                        orphan_confirmations=config.blocks.orphan_confirmations,

@@ -1024,6 +1024,13 @@ class RedisStats(_BufferedStats):
         self._sequence = 0
         self._in_doubt: tuple[str, StatsBatch] | None = None
 
+    async def store_lost(self) -> bool:
+        """True when Redis no longer holds this node's rebuild marker (restarted empty, or flushed)."""
+        return not await self.redis.exists(self._base(self.pool) + "rebuilt")
+
+    async def mark_rebuilt(self) -> None:
+        await self.redis.set(self._base(self.pool) + "rebuilt", str(self.clock()))
+
     @classmethod
     def from_url(cls, url: str, pool: str, *, socket_timeout_s: float = 2.0, **options: Any) -> RedisStats:
         """A RedisStats with its own client for `url` (``redis://host:port/db``), closed by `stop`."""

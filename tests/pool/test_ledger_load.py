@@ -221,3 +221,43 @@ async def test_redis_killed_and_flushed_mid_run(dsn, tmp_path):
         assert stats.healthy
         rows, distinct = await stored(dsn)
         assert rows == distinct == miners.accepted > 0
+
+
+async def test_pool_rebuilds_flushed_statistics_from_the_ledger(pg, dsn, tmp_path):
+    """run_pool's watcher notices Redis came back empty and reloads the per-minute aggregates."""
+    import asyncpg
+
+    from pool.app import rebuild_stats, watch_stats_store
+    from pool.redisserver import RedisServer
+    from pool.stats import RedisStats
+
+    conn = await asyncpg.connect(dsn)
+    await conn.execute(
+        """INSERT INTO worker_minutes VALUES ('litecoin-regtest', 'addr', 'rig', date_trunc('minute', now()) - interval '3 minutes',
+           10, 655.36, now() - interval '3 minutes')""")
+    db = await asyncpg.create_pool(dsn)
+    with RedisServer() as redis_server:
+        stats = RedisStats.from_url(redis_server.url, "litecoin-regtest")
+        await stats.start()
+        watcher = asyncio.ensure_future(watch_stats_store(stats, db, "litecoin-regtest", interval_s=0.2))
+        try:
+            async def rate():
+                return await stats.hashrate("litecoin-regtest", window_s=300)
+            for _ in range(50):
+                if await rate() > 0:
+                    break
+                await asyncio.sleep(0.1)
+            first = await rate()
+            assert first > 0
+            await asyncio.to_thread(redis_server.flushall)
+            assert await rate() == 0
+            for _ in range(50):
+                await asyncio.sleep(0.1)
+                if await rate() == first:
+                    break
+            assert await rate() == first
+        finally:
+            watcher.cancel()
+            await stats.stop()
+            await db.close()
+            await conn.close()
