@@ -1,0 +1,301 @@
+"""Payout schemes: pure functions from a block, its shares and the fee config to satoshis.
+
+Work.  A share's work is credited difficulty / network difficulty at the time of the share (both
+Stratum units, floats in the ledger, each turned into its exact rational value): the share's
+chance of being a block, so one unit of work is one expected block.  Sums of work are exact
+``Fraction``s; satoshis are ints, rounded down only at the end (see ``payouts.fees``).
+
+Order.  Shares are ordered newest first by ``(created, share_id)``, both descending: equal
+timestamps are broken by the share id as text.  The schemes sort what they are given, so the order
+of the input never changes a report.  A share id may appear only once.
+
+* ``pplns``: the last ``factor`` units of work before the block (N = factor x network difficulty
+  in difficulty terms, default factor 2); the share crossing the window boundary counts in part.
+  Fewer shares than the window: the miners' part is shared over those there are, and the report
+  says so (``window.filled`` is False, and a note).  ``shares`` may hold more than the window
+  (everything at or before the block): older shares are ignored.  Shares after the block must not
+  be passed: choosing them is the caller's query.
+* ``prop``: the round's shares (since the previous block), each at its whole work.
+* ``solo``: the finder takes the block.
+* ``pps_credits`` / ``fpps_credits``: credits per share when stored, not per block (below).
+
+Every block scheme pays only a ``confirmed`` block, returns an unpaid report (all zero) for an
+``orphaned`` or ``rejected`` one, and raises ``PayoutError`` for a ``pending`` one, for a block with
+no shares to pay (nothing is kept silently: the operator decides, e.g. pays it with ``solo``), and
+for any bad input (NaN, infinite, negative or zero difficulty; a float percent; a duplicate share).
+
+PPS carry.  A share is worth, exactly,
+``work x block value x (100 - total fee percent) / 100`` satoshis (block value: the subsidy for
+PPS, the template's coinbase value for FPPS).  That value is rounded down once, per share, to
+*units* of 10^-18 satoshi (``PPS_UNITS_PER_SATOSHI``); everything after is integer.  Each miner has
+a carry in 0 ..= 10^18 - 1 units: a batch adds the miner's share units to its carry, credits the
+whole satoshis and carries the rest.  So after any sequence of batches a miner has been credited
+exactly ``floor(sum of its share units / 10^18)`` satoshis and holds the rest as carry: how the
+shares were cut into batches changes nothing, and no satoshi is lost to rounding; the only
+rounding is below 10^-18 satoshi per share.  The carry is an int per address (it fits a bigint
+column); store it with the credits in the same transaction.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from fractions import Fraction
+from typing import NamedTuple
+
+from payouts import merkle
+from payouts.fees import FeeConfig, split_reward
+from payouts.money import (
+    PayoutError, check_account, check_amount, decimal_text, exact_difficulty, fraction_text, parse_decimal)
+from payouts.report import PayoutEntry, PayoutReport, Window
+
+DEFAULT_PPLNS_FACTOR = 2
+PPS_UNITS_PER_SATOSHI = 10**18
+
+PAYING_STATUS = "confirmed"
+UNPAID_STATUSES = frozenset({"orphaned", "rejected"})
+BLOCK_STATUSES = frozenset({"pending", PAYING_STATUS}) | UNPAID_STATUSES
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def _created_us(created: object, share_id: str) -> int:
+    if isinstance(created, datetime):
+        if created.tzinfo is None or created.utcoffset() is None:
+            raise PayoutError(f"share {share_id}: created {created} has no time zone")
+        return (created - _EPOCH) // timedelta(microseconds=1)
+    if isinstance(created, bool) or not isinstance(created, int):
+        raise PayoutError(f"share {share_id}: created must be an aware datetime or int microseconds")
+    return created
+
+
+@dataclass(frozen=True)
+class ShareWork:
+    """One accepted share as the payout code needs it (a row of the ``shares`` table).
+
+    ``created`` is an aware datetime or an int of microseconds since the Unix epoch; it orders the
+    shares, with ``share_id`` breaking ties (the server's ids, node id + process start + sequence in
+    fixed-width hex, sort in submission order within a node).  PPLNS and PROP need it; the default 0
+    suits PPS, where order does not matter.  ``coinbase_value`` (satoshis, from the template) is
+    needed only by FPPS, ``height`` only by a PPS subsidy that depends on it.  Rows with
+    ``credited_difficulty`` 0 (a rejected block candidate) carry no work: leave them out.
+    """
+    address: str
+    worker: str
+    credited_difficulty: float
+    network_difficulty: float
+    share_id: str
+    created: datetime | int = 0
+    height: int | None = None
+    coinbase_value: int | None = None
+    work: Fraction = field(init=False, repr=False, compare=False)
+    order_key: tuple[int, str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.share_id, str) or not self.share_id:
+            raise PayoutError(f"share id must be a non-empty str, got {self.share_id!r}")
+        what = f"share {self.share_id}"
+        check_account(self.address, f"{what} address")
+        if not isinstance(self.worker, str):
+            raise PayoutError(f"{what}: worker must be a str")
+        credited = exact_difficulty(self.credited_difficulty, f"{what} credited difficulty")
+        network = exact_difficulty(self.network_difficulty, f"{what} network difficulty")
+        if self.height is not None and (isinstance(self.height, bool) or not isinstance(self.height, int)
+                                        or self.height < 0):
+            raise PayoutError(f"{what}: height must be a non-negative int")
+        if self.coinbase_value is not None:
+            check_amount(self.coinbase_value, f"{what} coinbase value")
+        object.__setattr__(self, "work", credited / network)
+        object.__setattr__(self, "order_key", (_created_us(self.created, self.share_id), self.share_id))
+
+
+@dataclass(frozen=True)
+class Block:
+    """A block the pool found, as the tracker left it.
+
+    ``reward`` is the coinbase value in satoshis (what the pool's output received); ``status`` is
+    the ledger's: pending, confirmed, orphaned or rejected.
+    """
+    height: int
+    hash: str
+    reward: int
+    finder_address: str = ""
+    status: str = PAYING_STATUS
+
+    def __post_init__(self) -> None:
+        if isinstance(self.height, bool) or not isinstance(self.height, int) or self.height < 0:
+            raise PayoutError(f"block height must be a non-negative int, got {self.height!r}")
+        if not isinstance(self.hash, str) or not self.hash:
+            raise PayoutError(f"block hash must be a non-empty str, got {self.hash!r}")
+        check_amount(self.reward, f"block {self.hash} reward")
+        if not isinstance(self.finder_address, str):
+            raise PayoutError(f"block {self.hash} finder address must be a str")
+        if self.status not in BLOCK_STATUSES:
+            raise PayoutError(
+                f"block {self.hash} status {self.status!r} is not one of {sorted(BLOCK_STATUSES)}")
+
+
+def newest_first(shares: Iterable[ShareWork]) -> list[ShareWork]:
+    """The shares newest first by (created, share_id); PayoutError on a non-share or a repeated id."""
+    ordered = list(shares)
+    seen = set()
+    for share in ordered:
+        if not isinstance(share, ShareWork):
+            raise PayoutError(f"expected ShareWork, got {type(share).__name__}")
+        if share.share_id in seen:
+            raise PayoutError(f"share {share.share_id} is given twice")
+        seen.add(share.share_id)
+    ordered.sort(key=lambda share: share.order_key, reverse=True)
+    return ordered
+
+
+def _check_inputs(block: Block, fees: FeeConfig) -> None:
+    if not isinstance(block, Block):
+        raise PayoutError(f"block must be a Block, not {type(block).__name__}")
+    if not isinstance(fees, FeeConfig):
+        raise PayoutError(f"fees must be a FeeConfig, not {type(fees).__name__}")
+    if block.status == "pending":
+        raise PayoutError(f"block {block.hash} at {block.height} is pending: only a confirmed block is paid")
+
+
+def _unpaid(scheme: str, block: Block, fees: FeeConfig) -> PayoutReport:
+    return PayoutReport(scheme, block, fees, (), (), 0, 0, None, False,
+                        (f"block is {block.status}: it pays nothing",))
+
+
+def _paid(scheme: str, block: Block, fees: FeeConfig, work_by_address: dict[str, Fraction],
+          window: Window | None, notes: tuple[str, ...]) -> PayoutReport:
+    split = split_reward(block.reward, work_by_address, fees)
+    total_work = sum(work_by_address.values(), Fraction(0))
+    entries = tuple(
+        PayoutEntry(address, work_by_address[address], work_by_address[address] / total_work, amount)
+        for address, amount in split.miner_amounts.items())
+    return PayoutReport(scheme, block, fees, entries, split.fee_payments, split.pool_fee,
+                        split.rounding_remainder, window, True, notes)
+
+
+def _positive_factor(factor: object) -> Fraction:
+    exact = parse_decimal(factor, "PPLNS factor")
+    if exact <= 0:
+        raise PayoutError(f"PPLNS factor must be positive, got {factor}")
+    return exact
+
+
+def pplns(block: Block, shares: Iterable[ShareWork], fees: FeeConfig, *,
+          factor: object = DEFAULT_PPLNS_FACTOR) -> PayoutReport:
+    """Pay ``block`` over the last ``factor`` units of work before it (see the module docstring).
+
+    ``factor`` is a str, int or Decimal (not a float), at most 8 decimal places.
+    """
+    _check_inputs(block, fees)
+    target = _positive_factor(factor)
+    if block.status in UNPAID_STATUSES:
+        return _unpaid("pplns", block, fees)
+    ordered = newest_first(shares)
+    work_by_address: dict[str, Fraction] = {}
+    counted = Fraction(0)
+    oldest = None
+    oldest_fraction = Fraction(1)
+    shares_counted = 0
+    for share in ordered:
+        part = min(share.work, target - counted)
+        work_by_address[share.address] = work_by_address.get(share.address, Fraction(0)) + part
+        counted += part
+        oldest, oldest_fraction = share, part / share.work
+        shares_counted += 1
+        if counted == target:
+            break
+    if oldest is None:
+        raise PayoutError(f"block {block.hash} at {block.height} has no shares to pay: nothing distributed")
+    filled = counted == target
+    window = Window(target, target, counted, filled, shares_counted, ordered[0].share_id,
+                    oldest.share_id, oldest_fraction)
+    notes = () if filled else (
+        f"window not filled: {fraction_text(counted)} of {decimal_text(target)} units of work; "
+        "the miners' part is shared over the shares there are",)
+    return _paid("pplns", block, fees, work_by_address, window, notes)
+
+
+def prop(block: Block, round_shares: Iterable[ShareWork], fees: FeeConfig) -> PayoutReport:
+    """Pay ``block`` over the round's shares (since the previous block), each at its whole work."""
+    _check_inputs(block, fees)
+    if block.status in UNPAID_STATUSES:
+        return _unpaid("prop", block, fees)
+    ordered = newest_first(round_shares)
+    if not ordered:
+        raise PayoutError(f"block {block.hash} at {block.height} has no shares to pay: nothing distributed")
+    work_by_address: dict[str, Fraction] = {}
+    for share in ordered:
+        work_by_address[share.address] = work_by_address.get(share.address, Fraction(0)) + share.work
+    counted = sum(work_by_address.values(), Fraction(0))
+    window = Window(None, None, counted, True, len(ordered), ordered[0].share_id, ordered[-1].share_id,
+                    Fraction(1))
+    return _paid("prop", block, fees, work_by_address, window, ())
+
+
+def solo(block: Block, fees: FeeConfig) -> PayoutReport:
+    """The finder takes ``block`` less the fees (its entry shows work 1, share 1)."""
+    _check_inputs(block, fees)
+    if block.status in UNPAID_STATUSES:
+        return _unpaid("solo", block, fees)
+    check_account(block.finder_address, f"block {block.hash} finder address")
+    return _paid("solo", block, fees, {block.finder_address: Fraction(1)}, None, ())
+
+
+class PpsCredits(NamedTuple):
+    """A batch's credits (address -> satoshis, only addresses credited > 0, in UTF-8 byte order) and
+    the whole new carry (address -> units of 10^-18 satoshi, zero carries dropped): it replaces
+    the old carry."""
+    credits: dict[str, int]
+    carry: dict[str, int]
+
+
+def share_units(share: ShareWork, block_value: int, fees: FeeConfig) -> int:
+    """A share's PPS value in units of 10^-18 satoshi, rounded down (see the module docstring)."""
+    return math.floor(share.work * block_value * fees.miners_fraction * PPS_UNITS_PER_SATOSHI)
+
+
+def pps_credits(shares: Iterable[ShareWork], block_value: int | Callable[[ShareWork], int],
+                fees: FeeConfig, carry: Mapping[str, int] | None = None) -> PpsCredits:
+    """Credit a batch of shares by PPS: ``block_value`` is the subsidy in satoshis, or a function of
+    the share giving it (a subsidy by ``share.height``; FPPS passes the coinbase value).
+
+    ``carry`` is what the previous batch returned (``{}`` or None at the start).
+    """
+    if not isinstance(fees, FeeConfig):
+        raise PayoutError(f"fees must be a FeeConfig, not {type(fees).__name__}")
+    value_of = block_value if callable(block_value) else None
+    if value_of is None:
+        check_amount(block_value, "PPS block value")
+    units: dict[str, int] = {}
+    for address, held in (carry or {}).items():
+        check_account(address, "carry address")
+        if isinstance(held, bool) or not isinstance(held, int) or not 0 <= held < PPS_UNITS_PER_SATOSHI:
+            raise PayoutError(f"carry of {address} must be an int in 0 ..= 10^18 - 1, got {held!r}")
+        units[address] = held
+    for share in newest_first(shares):
+        if value_of is None:
+            value = block_value
+        else:
+            value = check_amount(value_of(share), f"share {share.share_id} value")
+        units[share.address] = units.get(share.address, 0) + share_units(share, value, fees)
+    credits: dict[str, int] = {}
+    new_carry: dict[str, int] = {}
+    for address in sorted(units, key=merkle.sort_key):
+        whole, rest = divmod(units[address], PPS_UNITS_PER_SATOSHI)
+        if whole:
+            credits[address] = whole
+        if rest:
+            new_carry[address] = rest
+    return PpsCredits(credits, new_carry)
+
+
+def fpps_credits(shares: Iterable[ShareWork], fees: FeeConfig,
+                 carry: Mapping[str, int] | None = None) -> PpsCredits:
+    """PPS with the transaction fees: each share is valued at its template's coinbase value."""
+    def coinbase_value(share: ShareWork) -> int:
+        if share.coinbase_value is None:
+            raise PayoutError(f"share {share.share_id} has no coinbase value: FPPS needs it")
+        return share.coinbase_value
+    return pps_credits(shares, coinbase_value, fees, carry)
