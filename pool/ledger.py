@@ -155,6 +155,7 @@ class PostgresRecorder:
         self._replayer: asyncio.Task | None = None
         self._block_tasks: set[asyncio.Task] = set()
         self._write_lock = asyncio.Lock()
+        self._stopping = False
         self.healthy = True
         self.stats = {"shares_written": 0, "shares_duplicate": 0, "batches_spilled": 0, "shares_spilled": 0,
                       "spill_replays": 0, "blocks_written": 0, "blocks_spilled": 0, "write_errors": 0}
@@ -166,14 +167,26 @@ class PostgresRecorder:
         self._replayer = asyncio.create_task(self._replay_loop(), name="ledger-replay")
 
     async def stop(self) -> None:
-        """Flush everything (to PostgreSQL or the spill) and stop; what is pending is kept on disk."""
-        for task in (self._flusher, self._replayer):
-            if task is not None:
-                task.cancel()
+        """Flush everything (to PostgreSQL or the spill) and stop; what is pending is kept on disk.
+
+        The flusher is not cancelled in the middle of a write: it finishes the batch in hand."""
+        self._stopping = True
+        self._wakeup.set()
+        if self._flusher is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(self._flusher), self.write_timeout_s + 5)
+            except TimeoutError:
+                self._flusher.cancel()  # a batch cancelled mid-write goes to the spill
                 try:
-                    await task
+                    await self._flusher
                 except asyncio.CancelledError:
                     pass
+        if self._replayer is not None:
+            self._replayer.cancel()  # a replay cancelled mid-way leaves its file: replayed at next start
+            try:
+                await self._replayer
+            except asyncio.CancelledError:
+                pass
         while self._block_tasks:
             await asyncio.gather(*list(self._block_tasks), return_exceptions=True)
         await self.flush()
@@ -201,10 +214,20 @@ class PostgresRecorder:
             except TimeoutError:
                 pass
             self._wakeup.clear()
-            await self.flush()
+            try:
+                await self.flush()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the spill itself failed (disk full?): keep trying, loudly
+                logger.exception("ALERT: could not flush shares")
+            if self._stopping:
+                return
 
     async def flush(self) -> None:
-        """Write what is buffered: to PostgreSQL when it answers in time, else to the spill."""
+        """Write what is buffered: to PostgreSQL when it answers in time, else to the spill.
+
+        A batch leaves memory only committed or spilled: cancelled mid-write (shutdown), or failing
+        in any way, it goes to the spill, whose replay stores it once whether or not it committed."""
         while self._buffer:
             batch, self._buffer = self._buffer[: self.batch_size], self._buffer[self.batch_size:]
             rows = [share_row(share, self.pool_name) for share in batch]
@@ -212,9 +235,16 @@ class PostgresRecorder:
                 try:
                     await self._write_shares(rows)
                     continue
-                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+                except asyncio.CancelledError:
+                    self._spill_shares(rows)
+                    raise
+                except Exception as exc:
                     self._went_away(exc)
-            self._spill_shares(rows)
+            try:
+                self._spill_shares(rows)
+            except OSError:
+                self._buffer[:0] = batch  # the disk failed too: keep them in memory, try again
+                raise
 
     async def _write_shares(self, rows: list[tuple]) -> int:
         async with self._write_lock:
@@ -254,7 +284,10 @@ class PostgresRecorder:
                 if self.on_block is not None:
                     self.on_block(block)
                 return
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+            except asyncio.CancelledError:
+                self.spill.append(entry)
+                raise
+            except Exception as exc:
                 self._went_away(exc)
         self.spill.append(entry)
         self.stats["blocks_spilled"] += 1

@@ -209,3 +209,37 @@ async def test_block_kept_in_spill_while_postgres_away(db, server, tmp_path):
         await asyncio.to_thread(server.resume)
     await recorder.replay()
     assert await db.fetchval("SELECT count(*) FROM blocks WHERE hash = $1", "ef" * 32) == 1
+
+
+async def test_batch_cancelled_mid_write_goes_to_the_spill(db, server, tmp_path):
+    """Shutdown cancelling a write in flight: the batch is spilled, never dropped; the replay stores it once."""
+    recorder = PostgresRecorder(db, "litecoin", tmp_path, write_timeout_s=30)
+    database = await db.fetchval("SELECT current_database()")
+    async with server.lock_table("shares", database=database):
+        for n in range(20):
+            recorder.record_share(share(n))
+        flushing = asyncio.ensure_future(recorder.flush())
+        await asyncio.sleep(0.5)  # the write is waiting for the lock
+        assert recorder.buffered == 0
+        flushing.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await flushing
+    assert sum(len(e["rows"]) for e in SpillFile.read(tmp_path / "spill.jsonl")) == 20
+    await recorder.replay()
+    assert (await counts(db))[0] == 20
+
+
+async def test_stop_waits_for_the_batch_in_hand(db, server, tmp_path):
+    recorder = PostgresRecorder(db, "litecoin", tmp_path, flush_interval_s=0.1, write_timeout_s=10)
+    await recorder.start()
+    database = await db.fetchval("SELECT current_database()")
+    lock = await server.lock_table("shares", database=database).acquire()
+    for n in range(30):
+        recorder.record_share(share(n))
+    await asyncio.sleep(0.3)  # the flusher took the batch and waits for the lock
+    stopping = asyncio.ensure_future(recorder.stop())
+    await asyncio.sleep(0.5)
+    assert not stopping.done()
+    await lock.release()
+    await stopping
+    assert (await counts(db))[0] == 30 and not (tmp_path / "spill.jsonl").exists()
