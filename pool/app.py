@@ -15,6 +15,9 @@ import asyncpg
 
 from share_validator.validator import ShareValidator
 
+from payouts.fees import FeeConfig
+from payouts.processor import PayoutProcessor
+
 from pool.blocks import BlockSubmitter
 from pool.config import PoolConfig
 from pool.daemon import DaemonClient, DaemonEndpoint, DaemonError
@@ -105,6 +108,32 @@ async def watch_stats_store(stats: LiveStats, db: asyncpg.Pool, pool_name: str, 
         await asyncio.sleep(interval_s)
 
 
+def make_payout_processor(config: PoolConfig, db: asyncpg.Pool) -> PayoutProcessor:
+    payouts = config.payouts
+    fees = FeeConfig(payouts.pool_fee_percent, list(payouts.fee_recipients))
+    block_value = None
+    if payouts.scheme == "pps":
+        coin = config.coin
+        block_value = lambda share: coin.block_subsidy(share.height)  # noqa: E731
+    return PayoutProcessor(db, config.pool_name, payouts.scheme, fees, payouts.pplns_factor, block_value=block_value)
+
+
+async def run_payouts(processor: PayoutProcessor, interval_s: float) -> None:
+    """Credit matured blocks (and PPS shares) every interval; one run at a time pool-wide (advisory lock)."""
+    reported = None
+    while True:
+        try:
+            result = await processor.run_once()
+            if result.credited:
+                logger.info("credited blocks at heights %s", result.credited)
+            if result.stuck and result.stuck != reported:
+                logger.error("ALERT: payouts stopped at block %s: %s", *result.stuck)
+            reported = result.stuck
+        except Exception:
+            logger.exception("payout run failed; trying again next interval")
+        await asyncio.sleep(interval_s)
+
+
 async def maintain_partitions(db: asyncpg.Pool, retention_days: int) -> None:
     while True:
         await asyncio.sleep(3600)
@@ -164,6 +193,9 @@ async def run_pool(config: PoolConfig, shutdown: asyncio.Event, *, recorder: Rec
                 background.append(asyncio.ensure_future(tracker.run()))
                 background.append(asyncio.ensure_future(
                     maintain_partitions(db, config.database.share_retention_days)))
+                if config.payouts.enabled:
+                    background.append(asyncio.ensure_future(
+                        run_payouts(make_payout_processor(config, db), config.payouts.interval_s)))
             await server.start()
             # Thousands of long-lived sessions make full collections slow (tens of ms inside a job
             # broadcast): keep what exists at start-up out of them and collect young objects less often.

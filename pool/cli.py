@@ -77,6 +77,27 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return _run_async(main())
 
 
+def cmd_verify_block(args: argparse.Namespace) -> int:
+    """Recompute a paid block's payout report from the stored shares and check it and its Merkle root."""
+    config = _load(args.config)
+    _setup_logging("WARNING")
+
+    async def main() -> int:
+        from pool.app import make_payout_processor, open_database
+
+        db, embedded = await open_database(config)
+        try:
+            ok, detail = await make_payout_processor(config, db).verify_block(args.height)
+        finally:
+            await db.close()
+            if embedded is not None:
+                await asyncio.to_thread(embedded.stop)
+        print(f"block {args.height}: {'OK' if ok else 'MISMATCH'}: {detail}")
+        return 0 if ok else 1
+
+    return _run_async(main())
+
+
 def cmd_check_config(args: argparse.Namespace) -> int:
     config = _load(args.config)
     print(f"{args.config}: OK ({config.coin.name}, {len(config.stratum.ports)} stratum ports, "
@@ -151,6 +172,11 @@ def build_parser() -> argparse.ArgumentParser:
     migrate = commands.add_parser("migrate", help="apply missing database migrations and exit")
     migrate.add_argument("-c", "--config", required=True)
     migrate.set_defaults(handler=cmd_migrate)
+
+    verify = commands.add_parser("verify-block", help="recompute a paid block's payout report and check it")
+    verify.add_argument("-c", "--config", required=True)
+    verify.add_argument("height", type=int)
+    verify.set_defaults(handler=cmd_verify_block)
 
     check = commands.add_parser("check-config", help="validate a config file and exit")
     check.add_argument("-c", "--config", required=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import re
 import tomllib
+from decimal import Decimal, InvalidOperation
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -97,6 +98,16 @@ class BlocksConfig:
 
 
 @dataclass(frozen=True)
+class PayoutsConfig:
+    scheme: str = "pplns"  # pplns, prop, solo, pps, fpps
+    pool_fee_percent: str = "1"
+    fee_recipients: tuple[tuple[str, str], ...] = ()
+    pplns_factor: str = "2"
+    interval_s: float = 60.0
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
 class PoolConfig:
     coin: Coin
     address: str
@@ -114,6 +125,7 @@ class PoolConfig:
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
     redis: RedisConfig = field(default_factory=RedisConfig)
     blocks: BlocksConfig = field(default_factory=BlocksConfig)
+    payouts: PayoutsConfig = field(default_factory=PayoutsConfig)
     source: str = "<dict>"
 
     @property
@@ -258,6 +270,7 @@ def parse_config(data: dict, *, source: str = "<dict>", text: str = "") -> PoolC
     database = _read_database(_Reader(root.get("database", dict, {}), "database", source, text))
     redis = _read_redis(_Reader(root.get("redis", dict, {}), "redis", source, text))
     blocks = _read_blocks(_Reader(root.get("blocks", dict, {}), "blocks", source, text), coin)
+    payouts = _read_payouts(_Reader(root.get("payouts", dict, {}), "payouts", source, text), coin, source, text)
     root.finish()
     return PoolConfig(
         coin=coin,
@@ -276,6 +289,7 @@ def parse_config(data: dict, *, source: str = "<dict>", text: str = "") -> PoolC
         database=database,
         redis=redis,
         blocks=blocks,
+        payouts=payouts,
         source=source,
     )
 
@@ -387,6 +401,56 @@ def _read_blocks(reader: _Reader, coin: Coin) -> BlocksConfig:
         confirmations=confirmations,
         orphan_confirmations=reader.number("orphan_confirmations", 10, 1, 10_000, integer=True),
         tracker_interval_s=reader.number("tracker_interval_s", 30.0, 0.1, 3600),
+    )
+    reader.finish()
+    return config
+
+
+def _percent(reader: _Reader, key: str, value: object) -> str:
+    """Percents as exact decimal strings: a TOML number is read by its spelling, never as a binary float."""
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise reader.error(key, f"must be a percent such as \"1.5\", not {value!r}")
+    text = repr(value) if isinstance(value, float) else str(value)
+    try:
+        number = Decimal(text)
+    except InvalidOperation:
+        raise reader.error(key, f"must be a percent such as \"1.5\", not {value!r}") from None
+    if not number.is_finite() or not 0 <= number <= 100:
+        raise reader.error(key, f"must be between 0 and 100, not {value!r}")
+    return text
+
+
+def _read_payouts(reader: _Reader, coin: Coin, source: str, text: str) -> PayoutsConfig:
+    scheme = reader.get("scheme", str, "pplns")
+    if scheme not in ("pplns", "prop", "solo", "pps", "fpps"):
+        raise reader.error("payouts.scheme", "must be one of pplns, prop, solo, pps, fpps")
+    fee = _percent(reader, "payouts.pool_fee_percent", reader.get("pool_fee_percent", (str, int, float), "1"))
+    recipients = []
+    for index, entry in enumerate(reader.get("fee_recipients", list, [])):
+        item = _Reader(entry, f"payouts.fee_recipients[{index}]", source, text)
+        address = item.get("address", str, allowed="an address of the coin")
+        try:
+            address_to_script(coin, address)
+        except InvalidAddress as exc:
+            raise item.error(f"payouts.fee_recipients[{index}].address", f"not a {coin.name} address: {exc}") from None
+        percent = _percent(item, f"payouts.fee_recipients[{index}].percent", item.get("percent", (str, int, float)))
+        item.finish()
+        recipients.append((address, percent))
+    if len({a for a, _ in recipients}) != len(recipients):
+        raise reader.error("payouts.fee_recipients", "an address is listed twice")
+    if Decimal(fee) + sum(Decimal(p) for _, p in recipients) > 100:
+        raise reader.error("payouts.fee_recipients", "the pool fee and the fee recipients add up to more than 100 %")
+    factor = reader.get("pplns_factor", (str, int, float), "2")
+    factor_text = repr(factor) if isinstance(factor, float) else str(factor)
+    try:
+        factor_ok = Decimal(factor_text) > 0 and Decimal(factor_text).is_finite()
+    except InvalidOperation:
+        factor_ok = False
+    if isinstance(factor, bool) or not factor_ok:
+        raise reader.error("payouts.pplns_factor", f"must be a positive number, not {factor!r}")
+    config = PayoutsConfig(
+        scheme=scheme, pool_fee_percent=fee, fee_recipients=tuple(recipients), pplns_factor=factor_text,
+        interval_s=reader.number("interval_s", 60.0, 0.1, 86400), enabled=reader.get("enabled", bool, True),
     )
     reader.finish()
     return config

@@ -54,6 +54,13 @@ class Coin:
     mweb: bool
     block_time_s: int
     genesis_hash: str
+    initial_subsidy: int  # satoshis
+    halving_interval: int  # blocks
+
+    def block_subsidy(self, height: int) -> int:
+        """The new coins of the block at ``height`` in satoshis (Core's GetBlockSubsidy)."""
+        halvings = height // self.halving_interval
+        return 0 if halvings >= 64 else self.initial_subsidy >> halvings
 
     @property
     def diff1_target(self) -> int:
@@ -67,6 +74,7 @@ class Coin:
 _FIELDS = {
     "symbol", "pow_algorithm", "block_hash", "p2pkh_prefix", "p2sh_prefixes", "bech32_hrp",
     "coinbase_maturity", "p2p_port", "rpc_port", "segwit", "mweb", "block_time_s", "genesis_hash",
+    "initial_subsidy", "halving_interval",
 }
 
 
@@ -93,6 +101,8 @@ def _build(name: str, entry: dict) -> Coin:
         mweb=bool(entry["mweb"]),
         block_time_s=int(entry["block_time_s"]),
         genesis_hash=entry["genesis_hash"],
+        initial_subsidy=int(entry["initial_subsidy"]),
+        halving_interval=int(entry["halving_interval"]),
     )
 
 

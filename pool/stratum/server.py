@@ -330,13 +330,15 @@ class StratumServer:
             self.stats["shares_accepted"] += 1
         else:
             self.stats[f"shares_rejected_{reject.code}"] += 1
+        # The share is recorded before its block, so that the block's time is never before the
+        # time of the share that found it (payout windows end at the block's time).
+        if reject is None or result.block is not None:
+            self._record(session, result)
         if result.block is not None:
             self.stats["block_candidates"] += 1
             if self.on_block is not None:
                 self.on_block(result, session)
         session.share_judged(msg_id, result)
-        if reject is None or result.block is not None:
-            self._record(session, result)
 
     def _record(self, session: Session, result: ShareResult) -> None:
         address, worker = session.workers.get(result.worker, ("", ""))

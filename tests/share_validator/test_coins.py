@@ -35,3 +35,13 @@ def test_algorithms_and_diff1():
 def test_unknown_coin_is_a_clear_error(bad):
     with pytest.raises(UnknownCoin, match="known coins: bitcoin"):
         get_coin(bad)
+
+
+@pytest.mark.parametrize("name, height, subsidy", [
+    ("litecoin", 0, 50 * 10**8), ("litecoin", 839_999, 50 * 10**8), ("litecoin", 840_000, 25 * 10**8),
+    ("litecoin", 2_265_985, 1_250_000_000),  # tests/data block: 12.5 LTC after two halvings
+    ("bitcoin", 951_658, 312_500_000), ("bitcoin", 210_000 * 64, 0), ("litecoin-regtest", 150, 25 * 10**8),
+])
+def test_block_subsidy(name, height, subsidy):
+    # Core's GetBlockSubsidy: 50 coins halved every halving_interval blocks (840,000 on Litecoin).
+    assert get_coin(name).block_subsidy(height) == subsidy
