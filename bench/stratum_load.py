@@ -178,8 +178,13 @@ def run_event_loop(coro, use_uvloop: bool):
 
 
 def pool_config(coin: str, daemon_url: str, log_level: str):
+    """The pool as operators run it: shares go to the ledger (an embedded PostgreSQL in a temporary
+    data directory) and to in-process statistics."""
+    import tempfile
+
     from pool.config import parse_config
 
+    data_dir = tempfile.mkdtemp(prefix="quarry-bench-")
     return parse_config(
         {
             "pool": {
@@ -187,6 +192,7 @@ def pool_config(coin: str, daemon_url: str, log_level: str):
                 "address": pool_address(coin),
                 "pool_tag": "/quarry-bench/",
                 "log_level": log_level,
+                "data_dir": data_dir,
             },
             "daemons": [{"url": daemon_url}],
             "stratum": {
@@ -274,7 +280,12 @@ def pool_main(args: argparse.Namespace) -> int:
             loop.add_signal_handler(signum, shutdown.set)
         loop.add_signal_handler(signal.SIGUSR1, dump_stats)
         loop.call_later(args.max_seconds, shutdown.set)
-        await run_pool(config, shutdown, on_ready=ready)
+        try:
+            await run_pool(config, shutdown, on_ready=ready)
+        finally:
+            import shutil
+
+            shutil.rmtree(config.data_dir, ignore_errors=True)
 
     if args.cprofile:
         import cProfile

@@ -344,19 +344,19 @@ class StratumServer:
         address, worker = session.workers.get(result.worker, ("", ""))
         job = result.job
         self._share_sequence += 1
-        self.recorder.record_share(ShareRecord(
-            share_id=f"{self._share_prefix}{self._share_sequence:010x}",
-            created=self.clock(),
-            address=address,
-            worker=worker,
-            credited_difficulty=result.credited_difficulty if result.reject is None else 0.0,
-            actual_difficulty=result.actual_difficulty,
-            network_difficulty=job.network_difficulty,
-            height=job.height,
-            coinbase_value=job.coinbase_value,
-            node_id=self.node_id,
-            ip=session.ip,
-            is_block=result.block is not None,
+        self.recorder.record_share(ShareRecord(  # positional: this runs for every share
+            f"{self._share_prefix}{self._share_sequence:010x}",  # share_id
+            self.clock(),  # created
+            address,
+            worker,
+            result.credited_difficulty if result.reject is None else 0.0,  # credited_difficulty
+            result.actual_difficulty,
+            job.network_difficulty,
+            job.height,
+            job.coinbase_value,
+            self.node_id,
+            session.ip,
+            result.block is not None,  # is_block
         ))
 
     async def _batcher(self) -> None:

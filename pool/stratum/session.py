@@ -302,7 +302,7 @@ class Session:
     def share_judged(self, msg_id: Any, result: ShareResult) -> None:
         """Answer a judged share and account for it (called by the server, maybe after a batch)."""
         if result.reject is None:
-            self.send_result(msg_id, True)
+            self.protocol.send(b'{"id":' + orjson.dumps(msg_id) + b',"result":true,"error":null}\n')
         else:
             self.send_error(msg_id, result.reject.code, result.reject.reason)
         if self.closed:
