@@ -53,6 +53,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Self, TypeVar
 
+from pool.localnet import free_loopback_port
+
 logger = logging.getLogger(__name__)
 
 INSTALL_HINT = (
@@ -110,13 +112,6 @@ def _version_key(path: Path) -> tuple[int, ...]:
     """``/usr/lib/postgresql/15/bin`` -> (15,); unparsable versions sort first."""
     digits = re.findall(r"\d+", path.parent.name)
     return tuple(int(d) for d in digits) or (-1,)
-
-
-def free_loopback_port() -> int:
-    """A TCP port on 127.0.0.1 that is free right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _run_coroutine(make: Callable[[], Awaitable[T]]) -> T:

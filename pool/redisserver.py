@@ -32,6 +32,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Self
 
+from pool.localnet import free_loopback_port
+
 INSTALL_HINT = (
     "redis-server was not found on PATH. Install it, e.g. `apt-get update && apt-get install -y "
     "redis-server` on Debian/Ubuntu, or point the REDIS_SERVER environment variable at the binary."
@@ -63,13 +65,6 @@ def find_redis_server(binary: str | os.PathLike[str] | None = None) -> str:
     if found is None:
         raise RedisServerNotFound(f"{INSTALL_HINT} (looked for {candidate!r})")
     return found
-
-
-def free_loopback_port() -> int:
-    """A TCP port on 127.0.0.1 that is free right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def command(port: int, *args: str | bytes | int | float, host: str = "127.0.0.1",

@@ -38,6 +38,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Self
 
+from pool.localnet import free_loopback_ports
 from pool.daemon import (
     GBT_RULES,
     DaemonAuthError,
@@ -79,20 +80,6 @@ def find_litecoind(binary: str | os.PathLike[str] | None = None) -> str:
     if found is None:
         raise LitecoindNotFound(f"{INSTALL_HINT} (looked for {candidate!r})")
     return found
-
-
-def free_loopback_ports(count: int) -> list[int]:
-    """`count` distinct TCP ports on 127.0.0.1 that are free right now."""
-    sockets: list[socket.socket] = []
-    try:
-        for _ in range(count):
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sock.bind(("127.0.0.1", 0))
-            sockets.append(sock)
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 @dataclass
