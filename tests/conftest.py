@@ -31,3 +31,38 @@ def use_backend(request, monkeypatch):
         monkeypatch.setattr(hashing, name, getattr(module, name))
     monkeypatch.setattr(job, "sha256d", module.sha256d)
     return module
+
+
+# -- a real PostgreSQL, shared by the tests that need one ------------------------------------------
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """One PostgreSQL server for the whole run (started in a temporary directory, fsync off)."""
+    from pool.pgserver import PgServer
+
+    with PgServer(durable=False) as server:
+        yield server
+
+
+@pytest.fixture
+async def dsn(pg_server):
+    """A fresh database of its own, migrated, with today's share partitions."""
+    import asyncio
+    import secrets
+
+    from pool.database import ensure_share_partitions, migrate
+
+    dsn = await asyncio.to_thread(pg_server.create_database, "t_" + secrets.token_hex(6))
+    await migrate(dsn)
+    await ensure_share_partitions(dsn)
+    return dsn
+
+
+@pytest.fixture
+async def db(dsn):
+    """A connection pool to that database."""
+    from pool.database import connect_pool
+
+    pool = await connect_pool(dsn, command_timeout=10)
+    yield pool
+    await pool.close()

@@ -3,7 +3,6 @@ schema's guards (balances never negative, the journal append-only), the payout l
 from __future__ import annotations
 
 import asyncio
-import secrets
 from datetime import datetime, timedelta, timezone
 
 import asyncpg
@@ -12,27 +11,10 @@ import pytest
 from payouts import ledger
 from payouts.fees import FeeConfig
 from payouts.schemes import Block, ShareWork, pplns
-from pool.database import connect_pool, migrate
-from pool.pgserver import PgServer
 
 POOL = "litecoin"
 FEES = FeeConfig("1.5", [("ltc1qdevfund", "0.5")], pool_account="pool")
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
-
-
-@pytest.fixture(scope="module")
-def server():
-    with PgServer(durable=False) as server:
-        yield server
-
-
-@pytest.fixture
-async def db(server):
-    dsn = await asyncio.to_thread(server.create_database, "payouts_" + secrets.token_hex(6))
-    await migrate(dsn)
-    pool = await connect_pool(dsn, command_timeout=10)
-    yield pool
-    await pool.close()
 
 
 async def add_block(db, height: int, *, status="confirmed", reward=625_000_017, created=None,

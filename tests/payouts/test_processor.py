@@ -6,7 +6,6 @@ as well as the crediting."""
 from __future__ import annotations
 
 import asyncio
-import secrets
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -15,29 +14,12 @@ from payouts import ledger
 from payouts.fees import FeeConfig
 from payouts.processor import PayoutProcessor
 from payouts.schemes import Block, ShareWork, pplns, prop, solo
-from pool.database import connect_pool, migrate
-from pool.pgserver import PgServer
 
 POOL = "litecoin"
 FEES = FeeConfig("1", [("ltc1qdevfund", "0.25")], pool_account="pool")
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 NETWORK = 1000.0
 MINERS = ["ltc1qalice", "ltc1qbob", "ltc1qcarol"]
-
-
-@pytest.fixture(scope="module")
-def server():
-    with PgServer(durable=False) as server:
-        yield server
-
-
-@pytest.fixture
-async def db(server):
-    dsn = await asyncio.to_thread(server.create_database, "processor_" + secrets.token_hex(6))
-    await migrate(dsn)
-    pool = await connect_pool(dsn, command_timeout=10)
-    yield pool
-    await pool.close()
 
 
 def make_shares(first: int, count: int, *, start: datetime = T0) -> list[tuple]:

@@ -5,9 +5,7 @@ import subprocess
 import sys
 
 import asyncpg
-import pytest
 
-from pool.pgserver import PgServer
 
 CONFIG = """
 [pool]
@@ -24,19 +22,13 @@ dsn = "{dsn}"
 """
 
 
-@pytest.fixture(scope="module")
-def pg():
-    with PgServer(durable=False) as server:
-        yield server
-
-
 def run_migrate(config_path):
     return subprocess.run([sys.executable, "-m", "pool.cli", "migrate", "-c", str(config_path)],
                           capture_output=True, text=True, timeout=60)
 
 
-async def test_migrate_command(pg, tmp_path):
-    dsn = await asyncio.to_thread(pg.create_database, "cli_" + secrets.token_hex(6))
+async def test_migrate_command(pg_server, tmp_path):
+    dsn = await asyncio.to_thread(pg_server.create_database, "cli_" + secrets.token_hex(6))
     path = tmp_path / "pool.toml"
     path.write_text(CONFIG.format(dsn=dsn, data_dir=tmp_path))
     first = await asyncio.to_thread(run_migrate, path)

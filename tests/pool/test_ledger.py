@@ -12,33 +12,13 @@ Crash safety, step by step:
 from __future__ import annotations
 
 import asyncio
-import secrets
 import shutil
 import time
 
 import pytest
 
-from pool.database import connect_pool, ensure_share_partitions, migrate
 from pool.ledger import PostgresRecorder, SpillFile
-from pool.pgserver import PgServer
 from pool.recorder import BlockRecord, ShareRecord
-
-
-@pytest.fixture(scope="module")
-def server():
-    with PgServer(durable=False) as server:
-        yield server
-
-
-@pytest.fixture
-async def db(server):
-    name = "ledger_" + secrets.token_hex(6)
-    dsn = await asyncio.to_thread(server.create_database, name)
-    await migrate(dsn)
-    await ensure_share_partitions(dsn)
-    pool = await connect_pool(dsn, command_timeout=10)
-    yield pool
-    await pool.close()
 
 
 START = time.time()
@@ -92,11 +72,11 @@ async def test_flush_by_time_and_by_count(db, tmp_path):
         await recorder.stop()
 
 
-async def test_postgres_away_spills_then_replays(db, server, tmp_path):
+async def test_postgres_away_spills_then_replays(db, pg_server, tmp_path):
     recorder = PostgresRecorder(db, "litecoin", tmp_path, write_timeout_s=1.0, replay_interval_s=0.2)
     await recorder.start()
     try:
-        await asyncio.to_thread(server.pause)
+        await asyncio.to_thread(pg_server.pause)
         for n in range(300):
             recorder.record_share(share(n))
         await recorder.flush()
@@ -106,7 +86,7 @@ async def test_postgres_away_spills_then_replays(db, server, tmp_path):
         for n in range(300, 400):  # mining goes on while PostgreSQL is away
             recorder.record_share(share(n))
         await recorder.flush()
-        await asyncio.to_thread(server.resume)
+        await asyncio.to_thread(pg_server.resume)
         for _ in range(100):
             await asyncio.sleep(0.1)
             if recorder.healthy and not recorder.spill.size():
@@ -147,12 +127,12 @@ async def test_torn_last_line_is_skipped(db, tmp_path):
     assert (await counts(db))[0] == 10
 
 
-async def test_slow_postgres_spills_and_nothing_is_doubled(db, server, tmp_path):
+async def test_slow_postgres_spills_and_nothing_is_doubled(db, pg_server, tmp_path):
     recorder = PostgresRecorder(db, "litecoin", tmp_path, write_timeout_s=0.5, replay_interval_s=0.2)
     await recorder.start()
     database = db._connect_kwargs.get("database") or (await db.fetchval("SELECT current_database()"))
     try:
-        async with server.lock_table("shares", database=database):
+        async with pg_server.lock_table("shares", database=database):
             for n in range(200):
                 recorder.record_share(share(n))
             started = time.monotonic()
@@ -198,24 +178,24 @@ async def test_block_rows_and_round_effort(db, tmp_path):
     assert await db.fetchval("SELECT status FROM blocks WHERE hash = $1", "cd" * 32) == "orphaned"
 
 
-async def test_block_kept_in_spill_while_postgres_away(db, server, tmp_path):
+async def test_block_kept_in_spill_while_postgres_away(db, pg_server, tmp_path):
     recorder = PostgresRecorder(db, "litecoin", tmp_path, write_timeout_s=1.0)
-    await asyncio.to_thread(server.pause)
+    await asyncio.to_thread(pg_server.pause)
     try:
         recorder.record_block(block("candidate", hash="ef" * 32))
         await recorder.stop()
         assert recorder.stats["blocks_spilled"] == 1
     finally:
-        await asyncio.to_thread(server.resume)
+        await asyncio.to_thread(pg_server.resume)
     await recorder.replay()
     assert await db.fetchval("SELECT count(*) FROM blocks WHERE hash = $1", "ef" * 32) == 1
 
 
-async def test_batch_cancelled_mid_write_goes_to_the_spill(db, server, tmp_path):
+async def test_batch_cancelled_mid_write_goes_to_the_spill(db, pg_server, tmp_path):
     """Shutdown cancelling a write in flight: the batch is spilled, never dropped; the replay stores it once."""
     recorder = PostgresRecorder(db, "litecoin", tmp_path, write_timeout_s=30)
     database = await db.fetchval("SELECT current_database()")
-    async with server.lock_table("shares", database=database):
+    async with pg_server.lock_table("shares", database=database):
         for n in range(20):
             recorder.record_share(share(n))
         flushing = asyncio.ensure_future(recorder.flush())
@@ -229,11 +209,11 @@ async def test_batch_cancelled_mid_write_goes_to_the_spill(db, server, tmp_path)
     assert (await counts(db))[0] == 20
 
 
-async def test_stop_waits_for_the_batch_in_hand(db, server, tmp_path):
+async def test_stop_waits_for_the_batch_in_hand(db, pg_server, tmp_path):
     recorder = PostgresRecorder(db, "litecoin", tmp_path, flush_interval_s=0.1, write_timeout_s=10)
     await recorder.start()
     database = await db.fetchval("SELECT current_database()")
-    lock = await server.lock_table("shares", database=database).acquire()
+    lock = await pg_server.lock_table("shares", database=database).acquire()
     for n in range(30):
         recorder.record_share(share(n))
     await asyncio.sleep(0.3)  # the flusher took the batch and waits for the lock

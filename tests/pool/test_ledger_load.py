@@ -9,33 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import os
-import secrets
 import signal
 import sys
 import time
 
-import pytest
 
 from ledger_pool import USER, start_pool, stop_pool
-from pool.database import ensure_share_partitions, migrate
-from pool.pgserver import PgServer
 from stratum_client import Client
 
 OUTAGE_S = float(os.environ.get("QUARRY_OUTAGE_S", "60"))
-
-
-@pytest.fixture(scope="module")
-def pg():
-    with PgServer(durable=False) as server:
-        yield server
-
-
-@pytest.fixture
-async def dsn(pg):
-    dsn = await asyncio.to_thread(pg.create_database, "load_" + secrets.token_hex(6))
-    await migrate(dsn)
-    await ensure_share_partitions(dsn)
-    return dsn
 
 
 class Miners:
@@ -104,17 +86,17 @@ async def wait_replayed(recorder, timeout: float = 60) -> None:
     raise AssertionError(f"spill not replayed: {recorder.stats}")
 
 
-async def test_postgres_stopped_for_a_minute_under_load(pg, dsn, tmp_path):
+async def test_postgres_stopped_for_a_minute_under_load(pg_server, dsn, tmp_path):
     server, recorder, db = await start_pool(dsn, str(tmp_path))
     miners = Miners(server.ports[0])
     await miners.start()
     try:
         await asyncio.sleep(2)
-        await asyncio.to_thread(pg.pause)
+        await asyncio.to_thread(pg_server.pause)
         before = miners.accepted
         await asyncio.sleep(OUTAGE_S)
         during = miners.accepted - before
-        await asyncio.to_thread(pg.resume)
+        await asyncio.to_thread(pg_server.resume)
         await asyncio.sleep(2)
     finally:
         await miners.finish()
@@ -129,14 +111,14 @@ async def test_postgres_stopped_for_a_minute_under_load(pg, dsn, tmp_path):
           f"{recorder.stats['shares_spilled']} spilled and replayed; {rows} rows stored")
 
 
-async def test_postgres_slow_under_load(pg, dsn, tmp_path):
+async def test_postgres_slow_under_load(pg_server, dsn, tmp_path):
     server, recorder, db = await start_pool(dsn, str(tmp_path), write_timeout_s=1.0)
     miners = Miners(server.ports[0])
     await miners.start()
     database = dsn.rsplit("/", 1)[1]
     try:
         await asyncio.sleep(1)
-        async with pg.lock_table("shares", database=database):
+        async with pg_server.lock_table("shares", database=database):
             await asyncio.sleep(10)
         await asyncio.sleep(2)
     finally:
@@ -223,11 +205,11 @@ async def test_redis_killed_and_flushed_mid_run(dsn, tmp_path):
         assert rows == distinct == miners.accepted > 0
 
 
-async def test_pool_rebuilds_flushed_statistics_from_the_ledger(pg, dsn, tmp_path):
+async def test_pool_rebuilds_flushed_statistics_from_the_ledger(pg_server, dsn, tmp_path):
     """run_pool's watcher notices Redis came back empty and reloads the per-minute aggregates."""
     import asyncpg
 
-    from pool.app import rebuild_stats, watch_stats_store
+    from pool.app import watch_stats_store
     from pool.redisserver import RedisServer
     from pool.stats import RedisStats
 

@@ -2,14 +2,10 @@
 from __future__ import annotations
 
 import asyncio
-import secrets
-import time
 
 import pytest
 
 from pool.daemon import DaemonClient
-from pool.database import connect_pool, migrate
-from pool.pgserver import PgServer
 from pool.regtest import RegtestNetwork
 from pool.tracker import BlockTracker
 
@@ -19,21 +15,6 @@ def network():
     with RegtestNetwork() as net:
         net.generate(101)
         yield net
-
-
-@pytest.fixture(scope="module")
-def pg():
-    with PgServer(durable=False) as server:
-        yield server
-
-
-@pytest.fixture
-async def db(pg):
-    dsn = await asyncio.to_thread(pg.create_database, "tracker_" + secrets.token_hex(6))
-    await migrate(dsn)
-    pool = await connect_pool(dsn)
-    yield pool
-    await pool.close()
 
 
 async def add_block(db, height: int, block_hash: str) -> None:
