@@ -260,4 +260,34 @@ async def check_invariant(connection: asyncpg.Connection, pool: str) -> list[str
             if int(row["journal_total"]) != row["reward"]:
                 problems.append(f"{what}: journal credits sum to {int(row['journal_total'])}, "
                                 f"the reward is {row['reward']}")
+        if await connection.fetchval("SELECT to_regclass('payments')") is not None:
+            problems += await _payment_problems(connection, pool)
+    return problems
+
+
+async def _payment_problems(connection: asyncpg.Connection, pool: str) -> list[str]:
+    """Per payment: its outputs add up to its amount (and fee, when the miners paid it); its journal
+    entries sum to minus what was debited, or to zero once failed or returned."""
+    problems = []
+    rows = await connection.fetch(
+        """SELECT p.id, p.txid, p.status, p.amount, p.fee, p.fee_paid_by,
+                  coalesce(o.amount, 0) AS outputs_amount, coalesce(o.debited, 0) AS outputs_debited,
+                  coalesce(j.total, 0) AS journal_total
+             FROM payments p
+             LEFT JOIN (SELECT payment_id, sum(amount) AS amount, sum(debited) AS debited
+                          FROM payment_outputs GROUP BY payment_id) o ON o.payment_id = p.id
+             LEFT JOIN (SELECT payment_id, sum(amount) AS total FROM journal
+                         WHERE pool = $1 AND payment_id IS NOT NULL GROUP BY payment_id) j ON j.payment_id = p.id
+            WHERE p.pool = $1 ORDER BY p.id""", pool)
+    for row in rows:
+        what = f"payment {row['id']} ({row['txid']}, {row['status']})"
+        outputs_amount, debited, journal = int(row["outputs_amount"]), int(row["outputs_debited"]), int(row["journal_total"])
+        if outputs_amount != row["amount"]:
+            problems.append(f"{what}: outputs sum to {outputs_amount}, the payment says {row['amount']}")
+        fee_from_miners = row["fee"] if row["fee_paid_by"] == "miners" else 0
+        if debited - outputs_amount != fee_from_miners:
+            problems.append(f"{what}: debited {debited} for {outputs_amount} paid, fee from miners {fee_from_miners}")
+        wanted = 0 if row["status"] in ("failed", "returned") else -debited
+        if journal != wanted:
+            problems.append(f"{what}: its journal entries sum to {journal}, expected {wanted}")
     return problems

@@ -12,11 +12,14 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import asyncpg
+from yarl import URL
 
 from share_validator.validator import ShareValidator
 
 from payouts.fees import FeeConfig
+from payouts.payments import PaymentPolicy, PaymentSender
 from payouts.processor import PayoutProcessor
+from share_validator.address import address_to_script
 
 from pool.blocks import BlockSubmitter
 from pool.config import PoolConfig
@@ -134,6 +137,51 @@ async def run_payouts(processor: PayoutProcessor, interval_s: float) -> None:
         await asyncio.sleep(interval_s)
 
 
+def wallet_endpoint(config: PoolConfig) -> DaemonEndpoint:
+    """The daemon holding the pool's wallet: ``payouts.wallet_url`` or the first daemon, with
+    ``/wallet/<payouts.wallet>`` when a wallet name is configured.  Payments are broadcast through
+    this same node (the reconciliation relies on it)."""
+    payouts = config.payouts
+    if payouts.wallet_url:
+        endpoint = DaemonEndpoint.parse(payouts.wallet_url)
+    else:
+        first = config.daemons[0]
+        endpoint = DaemonEndpoint.parse(first.url, user=first.user, password=first.password)
+    if payouts.wallet:
+        endpoint = DaemonEndpoint.parse(str(URL(endpoint.url).with_path(f"/wallet/{payouts.wallet}")),
+                                        user=endpoint.user, password=endpoint.password)
+    return endpoint
+
+
+def make_payment_sender(config: PoolConfig, db: asyncpg.Pool, wallet: DaemonClient) -> PaymentSender:
+    payouts = config.payouts
+    policy = PaymentPolicy(minimum_payout=payouts.minimum_payout, fee_paid_by=payouts.tx_fee_paid_by,
+                           max_payees=payouts.max_payees_per_tx, max_tx_fee=payouts.max_tx_fee,
+                           payment_confirmations=payouts.payment_confirmations,
+                           conflict_confirmations=payouts.conflict_confirmations)
+    coin = config.coin
+    return PaymentSender(db, wallet, config.pool_name, lambda address: address_to_script(coin, address), policy)
+
+
+def wallet_client(config: PoolConfig) -> DaemonClient:
+    return DaemonClient([wallet_endpoint(config)], max_attempts=3, retry_max_time=10.0, request_timeout=60.0)
+
+
+async def run_payments(config: PoolConfig, db: asyncpg.Pool) -> None:
+    """Reconcile open payments and pay due balances every ``payouts.payment_interval_s``; one run at
+    a time pool-wide (advisory lock)."""
+    async with wallet_client(config) as wallet:
+        sender = make_payment_sender(config, db, wallet)
+        while True:
+            try:
+                result = await sender.run_once()
+                if result.paid or result.changed:
+                    logger.info("payments: sent %s, status changes %s", result.paid, result.changed)
+            except Exception:
+                logger.exception("payment run failed; trying again next interval")
+            await asyncio.sleep(config.payouts.payment_interval_s)
+
+
 async def maintain_partitions(db: asyncpg.Pool, retention_days: int) -> None:
     while True:
         await asyncio.sleep(3600)
@@ -196,6 +244,8 @@ async def run_pool(config: PoolConfig, shutdown: asyncio.Event, *, recorder: Rec
                 if config.payouts.enabled:
                     background.append(asyncio.ensure_future(
                         run_payouts(make_payout_processor(config, db), config.payouts.interval_s)))
+                if config.payouts.enabled and config.payouts.payments_enabled:
+                    background.append(asyncio.ensure_future(run_payments(config, db)))
             await server.start()
             # Thousands of long-lived sessions make full collections slow (tens of ms inside a job
             # broadcast): keep what exists at start-up out of them and collect young objects less often.

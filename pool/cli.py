@@ -1,4 +1,4 @@
-"""The ``pool`` command: run, devnet, miner, notify, check-config, bench."""
+"""The ``pool`` command: run, devnet, miner, notify, pay, check-ledger, verify-block, check-config, bench."""
 from __future__ import annotations
 
 import argparse
@@ -98,6 +98,72 @@ def cmd_verify_block(args: argparse.Namespace) -> int:
     return _run_async(main())
 
 
+def cmd_pay(args: argparse.Namespace) -> int:
+    """Reconcile open payments and pay due balances (once, or every payment interval)."""
+    config = _load(args.config)
+    _setup_logging(config.log_level)
+
+    async def main() -> int:
+        from pool.app import make_payment_sender, open_database, wallet_client
+
+        db, embedded = await open_database(config)
+        try:
+            async with wallet_client(config) as wallet:
+                sender = make_payment_sender(config, db, wallet)
+                while True:
+                    run = await sender.run_once()
+                    print(json.dumps({"locked_out": run.locked_out, "paid": run.paid,
+                                      "changed": {str(k): v for k, v in run.changed.items()},
+                                      "skipped": run.skipped, "alerts": run.alerts,
+                                      "reserve": run.reserve.as_dict() if run.reserve else None}), flush=True)
+                    if args.once:
+                        return 1 if run.alerts else 0
+                    await asyncio.sleep(config.payouts.payment_interval_s)
+        finally:
+            await db.close()
+            if embedded is not None:
+                await asyncio.to_thread(embedded.stop)
+
+    return _run_async(main())
+
+
+def cmd_check_ledger(args: argparse.Namespace) -> int:
+    """Check the ledger invariant (journal == balances, blocks, payments) and show the reserve."""
+    config = _load(args.config)
+    _setup_logging("WARNING")
+
+    async def main() -> int:
+        from payouts.ledger import check_invariant
+        from pool.app import make_payment_sender, open_database, wallet_client
+        from pool.daemon import DaemonError
+
+        db, embedded = await open_database(config)
+        try:
+            async with db.acquire() as connection:
+                problems = await check_invariant(connection, config.pool_name)
+            for line in problems:
+                print(f"PROBLEM: {line}")
+            if not problems:
+                print("ledger OK: every balance equals the sum of its journal; blocks and payments add up")
+            if not args.no_wallet:
+                try:
+                    async with wallet_client(config) as wallet:
+                        reserve = await make_payment_sender(config, db, wallet).reserve()
+                    print("reserve: " + json.dumps(reserve.as_dict()))
+                    if reserve.reserve < 0:
+                        print("PROBLEM: the pool owes more than its wallet holds")
+                        problems.append("negative reserve")
+                except DaemonError as exc:
+                    print(f"reserve: the wallet does not answer: {exc}")
+        finally:
+            await db.close()
+            if embedded is not None:
+                await asyncio.to_thread(embedded.stop)
+        return 1 if problems else 0
+
+    return _run_async(main())
+
+
 def cmd_check_config(args: argparse.Namespace) -> int:
     config = _load(args.config)
     print(f"{args.config}: OK ({config.coin.name}, {len(config.stratum.ports)} stratum ports, "
@@ -177,6 +243,16 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("-c", "--config", required=True)
     verify.add_argument("height", type=int)
     verify.set_defaults(handler=cmd_verify_block)
+
+    pay = commands.add_parser("pay", help="reconcile open payments and pay due balances through the wallet")
+    pay.add_argument("-c", "--config", required=True)
+    pay.add_argument("--once", action="store_true", help="one run, then exit (1 if it raised an alert)")
+    pay.set_defaults(handler=cmd_pay)
+
+    ledger = commands.add_parser("check-ledger", help="check the ledger invariant and show the pool's reserve")
+    ledger.add_argument("-c", "--config", required=True)
+    ledger.add_argument("--no-wallet", action="store_true", help="do not ask the wallet for the reserve")
+    ledger.set_defaults(handler=cmd_check_ledger)
 
     check = commands.add_parser("check-config", help="validate a config file and exit")
     check.add_argument("-c", "--config", required=True)

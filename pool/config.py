@@ -105,6 +105,17 @@ class PayoutsConfig:
     pplns_factor: str = "2"
     interval_s: float = 60.0
     enabled: bool = True
+    # Payments through the daemon wallet (payouts/payments.py).
+    payments_enabled: bool = True
+    payment_interval_s: float = 600.0
+    minimum_payout: int = 10_000_000          # satoshis (from a decimal amount of coins in the file)
+    tx_fee_paid_by: str = "pool"              # "pool" or "miners" (split equally over the outputs)
+    max_payees_per_tx: int = 500
+    max_tx_fee: int = 10_000_000              # satoshis: a funded transaction paying more is not sent
+    payment_confirmations: int = 6
+    conflict_confirmations: int = 10
+    wallet: str = ""                          # wallet name ("" = the daemon's default wallet)
+    wallet_url: str = ""                      # "" = the first daemon's URL
 
 
 @dataclass(frozen=True)
@@ -420,6 +431,26 @@ def _percent(reader: _Reader, key: str, value: object) -> str:
     return text
 
 
+def _coins(reader: _Reader, key: str, value: object, *, low: int) -> int:
+    """An amount of coins written as a decimal ("0.05", or a TOML number read by its spelling) ->
+    integer satoshis; at least ``low`` satoshis, whole satoshis only."""
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise reader.error(key, f'must be an amount of coins such as "0.05", not {value!r}')
+    text = repr(value) if isinstance(value, float) else str(value)
+    try:
+        number = Decimal(text)
+    except InvalidOperation:
+        raise reader.error(key, f'must be an amount of coins such as "0.05", not {value!r}') from None
+    if not number.is_finite() or number > 21_000_000 * 4:
+        raise reader.error(key, f"must be a finite amount of coins, not {value!r}")
+    satoshis = number.scaleb(8)
+    if satoshis != satoshis.to_integral_value():
+        raise reader.error(key, f"has a fraction of a satoshi: {value!r}")
+    if satoshis < low:
+        raise reader.error(key, f"must be at least {Decimal(low).scaleb(-8):f} coins, not {value!r}")
+    return int(satoshis)
+
+
 def _read_payouts(reader: _Reader, coin: Coin, source: str, text: str) -> PayoutsConfig:
     scheme = reader.get("scheme", str, "pplns")
     if scheme not in ("pplns", "prop", "solo", "pps", "fpps"):
@@ -448,9 +479,28 @@ def _read_payouts(reader: _Reader, coin: Coin, source: str, text: str) -> Payout
         factor_ok = False
     if isinstance(factor, bool) or not factor_ok:
         raise reader.error("payouts.pplns_factor", f"must be a positive number, not {factor!r}")
+    fee_paid_by = reader.get("tx_fee_paid_by", str, "pool", allowed='"pool" or "miners"')
+    if fee_paid_by not in ("pool", "miners"):
+        raise reader.error("payouts.tx_fee_paid_by", f'must be "pool" or "miners", not {fee_paid_by!r}')
+    wallet = reader.get("wallet", str, "", allowed="a wallet name")
+    if not re.fullmatch(r"[A-Za-z0-9_.-]{0,64}", wallet):
+        raise reader.error("payouts.wallet", "must be 0-64 of A-Z a-z 0-9 _ . -")
+    wallet_url = reader.get("wallet_url", str, "", allowed="an http:// URL of the daemon holding the wallet")
+    if wallet_url and not re.match(r"https?://[^/\s]+", wallet_url):
+        raise reader.error("payouts.wallet_url", f"must be an http:// or https:// URL, not {wallet_url!r}")
     config = PayoutsConfig(
         scheme=scheme, pool_fee_percent=fee, fee_recipients=tuple(recipients), pplns_factor=factor_text,
         interval_s=reader.number("interval_s", 60.0, 0.1, 86400), enabled=reader.get("enabled", bool, True),
+        payments_enabled=reader.get("payments_enabled", bool, True),
+        payment_interval_s=reader.number("payment_interval_s", 600.0, 0.1, 7 * 86400),
+        minimum_payout=_coins(reader, "payouts.minimum_payout", reader.get("minimum_payout", (str, int, float), "0.1"),
+                              low=1000),
+        tx_fee_paid_by=fee_paid_by,
+        max_payees_per_tx=reader.number("max_payees_per_tx", 500, 1, 2000, integer=True),
+        max_tx_fee=_coins(reader, "payouts.max_tx_fee", reader.get("max_tx_fee", (str, int, float), "0.1"), low=1),
+        payment_confirmations=reader.number("payment_confirmations", 6, 1, 1000, integer=True),
+        conflict_confirmations=reader.number("conflict_confirmations", 10, 1, 1000, integer=True),
+        wallet=wallet, wallet_url=wallet_url,
     )
     reader.finish()
     return config

@@ -330,15 +330,20 @@ class DaemonClient:
 
     # -- public calls ------------------------------------------------------------------------------
 
-    async def call(self, method: str, *params: Any, timeout: float | None = None) -> Any:
-        """Call `method` on the active daemon (failing over as needed) and return its result."""
+    async def call(self, method: str, *params: Any, timeout: float | None = None, retry: bool = True) -> Any:
+        """Call `method` on the active daemon (failing over as needed) and return its result.
+
+        ``retry=False``: one attempt on the active daemon, no retry and no failover -- for calls
+        whose effect must not be repeated blindly (broadcasting a payment): a timeout or a dropped
+        connection raises at once and the caller reconciles."""
         request_id = next(self._ids)
         body = encode_json({"jsonrpc": "1.0", "id": request_id, "method": method, "params": list(params)})
 
         def unwrap(reply: Any, endpoint: DaemonEndpoint) -> Any:
             return self._unwrap(reply, method, endpoint)
 
-        return await self._request(method, body, unwrap, timeout=timeout or self._request_timeout)
+        return await self._request(method, body, unwrap, timeout=timeout or self._request_timeout,
+                                   max_attempts=None if retry else 1)
 
     async def call_all(self, method: str, *params: Any, timeout: float | None = None) -> list[DaemonReply]:
         """Send the same call to every configured daemon at once; one `DaemonReply` each, in order.
@@ -537,8 +542,10 @@ class DaemonClient:
         limited: bool = True,
         pinned: _EndpointState | None = None,
         retry_timeouts: bool = True,
+        max_attempts: int | None = None,
     ) -> T:
         """Send `body` with retries and failover; `pinned` fixes the daemon (no failover)."""
+        max_attempts = max_attempts or self._max_attempts
         loop = asyncio.get_running_loop()
         started = loop.time()
         delay = self._retry_initial_delay
@@ -566,7 +573,7 @@ class DaemonClient:
             failures_this_round += 1
             candidates = 1 if pinned is not None else len(self._states)
             elapsed = loop.time() - started
-            if attempts >= self._max_attempts:
+            if attempts >= max_attempts:
                 raise last_error._with_attempts(attempts, elapsed) from last_error
             if candidates > 1:
                 self._fail_over(state)

@@ -56,6 +56,20 @@ def example_with(old: str, new: str) -> str:
     ('url = "http://127.0.0.1:9332/"', 'url = "ftp://x"', "daemons[0].url", "http:// URL"),
     ("max_connections = 100000", "max_conections = 100000", "stratum.max_conections", "unknown key"),
     ("[work]", "[wrok]", "wrok", "unknown key"),
+    ('scheme = "pplns"', 'scheme = "ppsx"', "payouts.scheme", "must be one of"),
+    ('pool_fee_percent = "1"', 'pool_fee_percent = "101"', "payouts.pool_fee_percent", "between 0 and 100"),
+    ('minimum_payout = "0.1"', 'minimum_payout = "0.000000001"', "payouts.minimum_payout", "fraction of a satoshi"),
+    ('minimum_payout = "0.1"', 'minimum_payout = "0.000001"', "payouts.minimum_payout", "at least 0.00001"),
+    ('minimum_payout = "0.1"', 'minimum_payout = "lots"', "payouts.minimum_payout", "amount of coins"),
+    ('minimum_payout = "0.1"', "minimum_payout = nan", "payouts.minimum_payout", "finite"),
+    ('tx_fee_paid_by = "pool"', 'tx_fee_paid_by = "nobody"', "payouts.tx_fee_paid_by", '"pool" or "miners"'),
+    ("max_payees_per_tx = 500", "max_payees_per_tx = 0", "payouts.max_payees_per_tx", "must be in [1, 2000]"),
+    ('max_tx_fee = "0.1"', "max_tx_fee = -1", "payouts.max_tx_fee", "at least"),
+    ("payment_confirmations = 6", "payment_confirmations = 0", "payouts.payment_confirmations", "must be in"),
+    ("conflict_confirmations = 10", "conflict_confirmations = 1.5", "payouts.conflict_confirmations",
+     "must be a number"),
+    ('wallet = ""', 'wallet = "../../etc"', "payouts.wallet", "0-64 of"),
+    ('wallet_url = ""', 'wallet_url = "file:///etc/passwd"', "payouts.wallet_url", "http://"),
 ])
 def test_bad_values_name_key_file_and_line(tmp_path, old, new, key, message):
     path = write(tmp_path, example_with(old, new))
@@ -101,11 +115,14 @@ KNOWN_KEYS = ["coin", "address", "pool_tag", "node_id", "extranonce2_size", "log
               "ntime_future_s", "ports", "max_line_bytes", "handshake_timeout_s", "idle_timeout_s", "max_connections",
               "max_connections_per_ip", "send_buffer_bytes", "ban_invalid_ratio", "ban_min_shares", "ban_duration_s",
               "max_bad_messages", "get_transactions", "session_resume_s", "port", "host", "difficulty",
-              "min_difficulty", "max_difficulty", "vardiff", "target_share_s", "retarget_s", "variance_pct", "name"]
+              "min_difficulty", "max_difficulty", "vardiff", "target_share_s", "retarget_s", "variance_pct", "name",
+              "scheme", "pool_fee_percent", "fee_recipients", "pplns_factor", "interval_s", "enabled",
+              "payments_enabled", "payment_interval_s", "minimum_payout", "tx_fee_paid_by", "max_payees_per_tx",
+              "max_tx_fee", "payment_confirmations", "conflict_confirmations", "wallet", "wallet_url"]
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.sampled_from(["pool", "work", "stratum", "port", "daemon"]),
+@given(st.sampled_from(["pool", "work", "stratum", "port", "daemon", "payouts"]),
        st.one_of(st.sampled_from(KNOWN_KEYS), st.text(min_size=1, max_size=25)), TOML_VALUES)
 def test_any_value_anywhere_is_a_config_error_or_accepted(section, key, value):
     data = {
@@ -113,8 +130,9 @@ def test_any_value_anywhere_is_a_config_error_or_accepted(section, key, value):
         "daemons": [{"url": "http://127.0.0.1:9332/"}],
         "stratum": {"ports": [{"port": 3333}]},
         "work": {},
+        "payouts": {},
     }
-    target = {"pool": data["pool"], "work": data["work"], "stratum": data["stratum"],
+    target = {"pool": data["pool"], "work": data["work"], "stratum": data["stratum"], "payouts": data["payouts"],
               "port": data["stratum"]["ports"][0], "daemon": data["daemons"][0]}[section]
     target[key] = value
     try:
@@ -135,3 +153,12 @@ def test_database_redis_blocks_sections(tmp_path):
         load_config(write(tmp_path, EXAMPLE.read_text().replace("confirmations = 0\n", "confirmations = 50\n", 1)))
     with pytest.raises(ConfigError, match="database.dsn"):
         load_config(write(tmp_path, example_with('dsn = "postgresql://', 'dsn = "mysql://')))
+
+
+def test_payouts_section(tmp_path):
+    config = load_config(EXAMPLE)
+    payouts = config.payouts
+    assert (payouts.scheme, payouts.minimum_payout, payouts.max_tx_fee) == ("pplns", 10_000_000, 10_000_000)
+    assert isinstance(payouts.minimum_payout, int) and payouts.tx_fee_paid_by == "pool"
+    text = example_with('minimum_payout = "0.1"', "minimum_payout = 0.00012345")
+    assert load_config(write(tmp_path, text)).payouts.minimum_payout == 12_345  # the spelling, not a float
