@@ -118,7 +118,8 @@ def make_payout_processor(config: PoolConfig, db: asyncpg.Pool) -> PayoutProcess
     if payouts.scheme == "pps":
         coin = config.coin
         block_value = lambda share: coin.block_subsidy(share.height)  # noqa: E731
-    return PayoutProcessor(db, config.pool_name, payouts.scheme, fees, payouts.pplns_factor, block_value=block_value)
+    return PayoutProcessor(db, config.pool_name, payouts.scheme, fees, payouts.pplns_factor, block_value=block_value,
+                           settle_s=payouts.pps_settle_s)
 
 
 async def run_payouts(processor: PayoutProcessor, interval_s: float) -> None:

@@ -105,6 +105,7 @@ class PayoutsConfig:
     pplns_factor: str = "2"
     interval_s: float = 60.0
     enabled: bool = True
+    pps_settle_s: float = 600.0               # PPS/FPPS: shares are credited once this old
     # Payments through the daemon wallet (payouts/payments.py).
     payments_enabled: bool = True
     payment_interval_s: float = 600.0
@@ -491,6 +492,7 @@ def _read_payouts(reader: _Reader, coin: Coin, source: str, text: str) -> Payout
     config = PayoutsConfig(
         scheme=scheme, pool_fee_percent=fee, fee_recipients=tuple(recipients), pplns_factor=factor_text,
         interval_s=reader.number("interval_s", 60.0, 0.1, 86400), enabled=reader.get("enabled", bool, True),
+        pps_settle_s=reader.number("pps_settle_s", 600.0, 0.0, 7 * 86400),
         payments_enabled=reader.get("payments_enabled", bool, True),
         payment_interval_s=reader.number("payment_interval_s", 600.0, 0.1, 7 * 86400),
         minimum_payout=_coins(reader, "payouts.minimum_payout", reader.get("minimum_payout", (str, int, float), "0.1"),

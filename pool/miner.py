@@ -639,7 +639,11 @@ class StratumMiner:
         response_timeout: float = 30.0,
         chunk_seconds: float = 0.25,
         max_line_bytes: int = MAX_LINE_BYTES,
+        duty_cycle: float = 1.0,
     ) -> None:
+        if not 0.0001 <= duty_cycle <= 1.0:
+            raise ValueError("duty_cycle must be in [0.0001, 1]")
+        self.duty_cycle = duty_cycle  # the fraction of the time spent hashing: a slower miner
         self.host = host
         self.port = int(port)
         self.username = username
@@ -1170,6 +1174,8 @@ class StratumMiner:
                     await self._submit(work, share)
                     if self.max_shares is not None and self.stats.submitted >= self.max_shares:
                         return
+                if self.duty_cycle < 1.0:
+                    await asyncio.sleep(self.chunk_seconds * (1.0 / self.duty_cycle - 1.0))
 
     async def _submit(self, work: WorkUnit, share: Share) -> None:
         params = work.submit_params(self.username, share.nonce)
@@ -1382,7 +1388,7 @@ async def run_miner(
     pass, reconnecting fails ``max_reconnects`` times in a row, or the task is cancelled.
 
     ``options`` are the tuning keywords of ``StratumMiner`` (max_reconnects, backoff_initial,
-    backoff_max, connect_timeout, response_timeout, chunk_seconds, max_line_bytes).
+    backoff_max, connect_timeout, response_timeout, chunk_seconds, max_line_bytes, duty_cycle).
     """
     miner = StratumMiner(
         host,

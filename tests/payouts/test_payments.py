@@ -439,3 +439,48 @@ async def test_a_mined_conflict_paying_the_same_outputs_is_the_same_payment(netw
     assert row["txid"] == replacement and row["status"] == "confirmed" and txid in row["detail"]
     assert await asyncio.to_thread(wallets.received) == {miner: [40_000_000]}
     await assert_ledger_ok(db)
+
+
+async def test_a_reorg_of_an_immature_block_leaves_nothing_credited_and_nothing_paid(network, db):
+    """Blocks are credited only once mature, so a block reorganised away while immature never
+    reaches a balance: there is nothing to reverse and nothing is ever paid for it."""
+    from datetime import datetime, timezone
+
+    from payouts.fees import FeeConfig
+    from payouts.processor import PayoutProcessor
+    from pool.tracker import BlockTracker
+
+    wallets = await asyncio.to_thread(Wallets, network)
+    miner = await asyncio.to_thread(wallets.new_address)
+    ours = (await asyncio.to_thread(network.generate, 1))[0]
+    height = await asyncio.to_thread(network.height)
+    now = datetime.now(timezone.utc)
+    await db.execute(
+        "INSERT INTO shares (share_id, created, pool, address, worker, credited_difficulty, actual_difficulty, "
+        "network_difficulty, height, coinbase_value, node_id, ip, is_block) "
+        "VALUES ('01aa', $1, $2, $3, 'rig', 1.0, 2.0, 0.5, $4, 1250000000, 1, '127.0.0.1', true)",
+        now, POOL, miner, height)
+    await db.execute("INSERT INTO blocks (pool, height, hash, reward, finder_address, created) "
+                     "VALUES ($1, $2, $3, 1250000000, $4, $5)", POOL, height, ours, miner, now)
+    processor = PayoutProcessor(db, POOL, "pplns", FeeConfig("1", []), 2)
+    async with DaemonClient([network.rpc_url(0)]) as daemon, DaemonClient([wallets.url]) as wallet:
+        tracker = BlockTracker(daemon, db, POOL, maturity=100, orphan_confirmations=10)
+        sender = make_sender(db, wallet, minimum_payout=1000)
+        await generate(network, 50)
+        await tracker.check()
+        assert (await processor.run_once()).credited == [] and (await sender.run_once()).paid == []
+        assert await db.fetchval("SELECT status FROM blocks WHERE hash = $1", ours) == "pending"
+        for node in (0, 1):
+            await asyncio.to_thread(network.rpc, node, "invalidateblock", ours)
+        other = await asyncio.to_thread(network.rpc, 0, "getnewaddress", "", "bech32", wallet="pool")
+        await asyncio.to_thread(network.rpc, 0, "generatetoaddress", 60, other)
+        await asyncio.to_thread(network.rpc, 1, "reconsiderblock", ours)  # node 1 just follows
+        await generate(network, 50)  # past the height at which ours would have matured
+        await tracker.check()
+        assert await db.fetchval("SELECT status FROM blocks WHERE hash = $1", ours) == "orphaned"
+        assert (await processor.run_once()).credited == [] and (await sender.run_once()).paid == []
+    assert await balances(db) == {} and await db.fetchval("SELECT count(*) FROM journal") == 0
+    assert await asyncio.to_thread(wallets.received) == {}
+    await assert_ledger_ok(db)
+    for node in (0, 1):
+        await asyncio.to_thread(network.rpc, node, "reconsiderblock", ours)
