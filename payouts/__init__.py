@@ -14,6 +14,10 @@ stores the credits and the report in one transaction per block.
     ``pplns(block, shares, fees, *, factor=2) -> PayoutReport``: the last ``factor`` units of work
     (expected blocks) before the block, the boundary share in part; a short window shares the
     whole miners' part over the shares there are and says so (``report.window.filled``).
+    ``PplnsWindow(factor)`` with ``add(share)`` and ``add_whole(groups, newest_share_id,
+    oldest_share_id)``, paid by ``pplns_from_window(block, window, fees)``: the same report from a
+    window streamed in newest first, whole shares summed per (address, difficulty, network
+    difficulty) group, so no list of shares is kept.
     ``prop(block, round_shares, fees)``, ``solo(block, fees)``: the same report.
     Orphaned and rejected blocks give an unpaid report with every amount 0; pending blocks and
     blocks with no shares raise.  Input order never matters: shares are ordered by
@@ -42,11 +46,11 @@ from payouts.fees import FeeConfig, FeeRecipient, split_reward
 from payouts.money import PayoutError
 from payouts.report import PayoutEntry, PayoutReport, Window, proof, verify_proof
 from payouts.schemes import (
-    DEFAULT_PPLNS_FACTOR, PPS_UNITS_PER_SATOSHI, Block, PpsCredits, ShareWork, fpps_credits, pplns,
-    pps_credits, prop, solo)
+    DEFAULT_PPLNS_FACTOR, PPS_UNITS_PER_SATOSHI, Block, PplnsWindow, PpsCredits, ShareWork, fpps_credits,
+    pplns, pplns_from_window, pps_credits, prop, solo)
 
 __all__ = [
     "Block", "DEFAULT_PPLNS_FACTOR", "FeeConfig", "FeeRecipient", "PPS_UNITS_PER_SATOSHI", "PayoutEntry",
-    "PayoutError", "PayoutReport", "PpsCredits", "ShareWork", "Window", "fpps_credits", "pplns",
-    "pps_credits", "proof", "prop", "solo", "split_reward", "verify_proof",
+    "PayoutError", "PayoutReport", "PplnsWindow", "PpsCredits", "ShareWork", "Window", "fpps_credits",
+    "pplns", "pplns_from_window", "pps_credits", "proof", "prop", "solo", "split_reward", "verify_proof",
 ]

@@ -155,9 +155,13 @@ def split_reward(reward: int, work_by_address: Mapping[str, Fraction], fees: Fee
     fee_payments = tuple(
         FeePayment(r.address, r.percent, math.floor(reward * r.percent / HUNDRED)) for r in fees.recipients)
     miners_reward = reward * fees.miners_fraction
-    miner_amounts = {
-        address: math.floor(miners_reward * Fraction(work_by_address[address]) / total_work)
-        for address in sorted(work_by_address, key=lambda address: address.encode("utf-8"))}
+    # floor(miners_reward * work / total_work) in integers (no Fraction to normalise per miner).
+    numerator = miners_reward.numerator * total_work.denominator
+    denominator = miners_reward.denominator * total_work.numerator
+    miner_amounts = {}
+    for address in sorted(work_by_address, key=lambda address: address.encode("utf-8")):
+        work = Fraction(work_by_address[address])
+        miner_amounts[address] = (numerator * work.numerator) // (denominator * work.denominator)
     pool_fee = math.floor(reward * fees.pool_fee_percent / HUNDRED)
     rounding_remainder = (
         reward - pool_fee - sum(p.amount for p in fee_payments) - sum(miner_amounts.values()))

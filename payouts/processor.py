@@ -9,8 +9,30 @@ since PROP rounds depend on the order.  Any other error propagates; what was com
 committed and the next run goes on from the first uncredited block.
 
 Shares.  Rows with ``credited_difficulty`` 0 (rejected block candidates) carry no work and are
-never read.  PPLNS reads shares with ``created <= block.created`` newest first, by keyset pages of
-``page_size``, until the exact sum of work reaches ``factor`` (so a long history is not read).
+never read.  PPLNS takes the shares with ``created <= block.created`` newest first by
+``(created, share_id)`` (the id compared byte-wise, ``COLLATE "C"``, as ``payouts.schemes`` orders
+them) until the exact sum of work reaches ``factor``, without loading them (``pplns_window``):
+
+1. PostgreSQL walks the shares newest first (in the order of the ``(pool, created)`` index of
+   each daily partition) with a running sum of work in floating point and stops at the first
+   share where it reaches ``factor x (1 - 10^-6)``: its ``created`` is the *boundary time* (the
+   margin is far more than the rounding of a sum of 10^9 doubles).  A share the pure code would
+   refuse (a NaN, infinite, zero or out-of-range difficulty, an empty id or address, a negative
+   height or coinbase value) counts as infinite work there, so it is never inside step 2.
+2. The shares newer than the boundary time are counted in SQL per (address, credited difficulty,
+   network difficulty) and summed in Python as exact Fractions over those groups
+   (``PplnsWindow.add_whole``), which checks that their exact work is below ``factor``.
+3. From the boundary time on, shares are read by keyset pages of ``page_size`` and counted one by
+   one (``PplnsWindow.add``), exactly as the list-based scheme does, until the window is full.
+
+If the exact check of step 2 fails (it cannot with real data: it would take a rounding error of
+10^-6), every share is counted one by one from the newest.  The queries run in one REPEATABLE READ
+snapshot.  The report is the one ``payouts.schemes.pplns`` gives over the same shares, byte for
+byte (the tests compare them); ``window_shares`` still returns the window as a list (the benchmark
+measures it as the baseline).  One difference: a share id stored twice (at two times) in the
+window makes the list-based scheme raise, the streamed window counts both (the recorder never
+stores an id twice).
+
 PROP reads the round: shares after the previous confirmed block's ``created`` up to this block's.
 SOLO reads none.  The same queries run for ``verify_block``, which recomputes the report and
 compares it byte for byte with the stored one.
@@ -28,6 +50,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from fractions import Fraction
 from typing import Any
 
@@ -37,7 +60,8 @@ from payouts import ledger
 from payouts.fees import FeeConfig
 from payouts.money import PayoutError, parse_decimal
 from payouts.report import PayoutReport
-from payouts.schemes import Block, ShareWork, fpps_credits, pplns, pps_credits, prop, solo
+from payouts.schemes import (
+    Block, PplnsWindow, ShareWork, fpps_credits, pplns_from_window, pps_credits, prop, solo)
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +70,35 @@ SHARE_SCHEMES = ("pps", "fpps")
 
 _SHARE_COLUMNS = ("share_id, created, address, worker, credited_difficulty, network_difficulty, height, "
                   "coinbase_value")
+
+# PPLNS in the database (see the module docstring).  A share's work in floating point, or infinity
+# for a share the pure code would refuse or whose division could overflow or underflow.
+_FLOAT_WORK = """CASE WHEN credited_difficulty BETWEEN '1e-150'::float8 AND '1e150'::float8
+                   AND network_difficulty BETWEEN '1e-150'::float8 AND '1e150'::float8
+                   AND share_id <> '' AND address <> '' AND height >= 0 AND coinbase_value >= 0
+              THEN credited_difficulty / network_difficulty ELSE 'Infinity'::float8 END"""
+_NEWEST_FIRST = 'created DESC, share_id COLLATE "C" DESC'
+_WINDOW_SHARES = "pool = $1 AND created <= $2 AND credited_difficulty > 0"
+# The time of the first share, newest first, where the running sum reaches $3.  Ordered by time
+# alone (no sort: the index order), so shares of that same time may come in any order here; every
+# share newer than that time is before the boundary whatever the order.
+_BOUNDARY_QUERY = f"""
+    SELECT created
+      FROM (SELECT created,
+                   sum({_FLOAT_WORK}) OVER (ORDER BY created DESC ROWS UNBOUNDED PRECEDING) AS running
+              FROM shares WHERE {_WINDOW_SHARES}) AS shares
+     WHERE running >= $3
+     ORDER BY created DESC LIMIT 1"""
+_GROUPS_QUERY = f"""
+    SELECT address, credited_difficulty, network_difficulty, count(*) AS shares
+      FROM shares WHERE {_WINDOW_SHARES} AND created > $3
+     GROUP BY address, credited_difficulty, network_difficulty"""
+_NEWEST_QUERY = (f"SELECT share_id FROM shares WHERE {_WINDOW_SHARES} AND created > $3 "
+                 f"ORDER BY {_NEWEST_FIRST} LIMIT 1")
+_OLDEST_QUERY = (f"SELECT share_id FROM shares WHERE {_WINDOW_SHARES} AND created > $3 "
+                 'ORDER BY created, share_id COLLATE "C" LIMIT 1')
+#: Relative margin below ``factor`` where PostgreSQL's floating-point running sum stops.
+_BOUNDARY_MARGIN = Fraction(1, 10**6)
 
 
 @dataclass
@@ -127,12 +180,76 @@ class PayoutProcessor:
             return solo(block, self.fees)
         if self.scheme == "prop":
             return prop(block, await self.round_shares(connection, row), self.fees)
-        return pplns(block, await self.window_shares(connection, row), self.fees, factor=self.factor)
+        return pplns_from_window(block, await self.pplns_window(connection, row), self.fees)
 
     # -- shares ----------------------------------------------------------------------------------
 
+    async def pplns_window(self, connection: asyncpg.Connection, row: asyncpg.Record) -> PplnsWindow:
+        """PPLNS: the window of the block ``row``, streamed (see the module docstring)."""
+        if connection.is_in_transaction():
+            return await self._pplns_window(connection, row)
+        async with connection.transaction(isolation="repeatable_read", readonly=True):
+            return await self._pplns_window(connection, row)
+
+    async def _pplns_window(self, connection: asyncpg.Connection, row: asyncpg.Record) -> PplnsWindow:
+        window = PplnsWindow(self.factor)
+        stop_at = float(window.target * (1 - _BOUNDARY_MARGIN))
+        # Hash aggregation in memory for the groups, and no JIT compilation (it costs more than it
+        # saves on these queries); for this transaction only.
+        await connection.execute("SET LOCAL work_mem = '64MB'; SET LOCAL jit = off")
+        boundary = await connection.fetchval(_BOUNDARY_QUERY, self.pool_name, row["created"], stop_at)
+        # Every share newer than ``after`` is before the boundary (all of them when there is none:
+        # fewer shares than the window).
+        after = datetime.min.replace(tzinfo=timezone.utc) if boundary is None else boundary
+        arguments = (self.pool_name, row["created"], after)
+        newest = await connection.fetchval(_NEWEST_QUERY, *arguments)
+        start: datetime | None = None
+        if newest is not None:
+            groups = await connection.fetch(_GROUPS_QUERY, *arguments)
+            oldest = await connection.fetchval(_OLDEST_QUERY, *arguments)
+            if window.add_whole(groups, newest, oldest):
+                start = boundary
+                if boundary is None:
+                    return window
+            else:
+                logger.warning("pool %s: block %s: the floating-point window boundary was off; counting "
+                               "every share one by one", self.pool_name, row["hash"])
+        elif boundary is not None:
+            start = boundary
+        await self._add_one_by_one(connection, row, window, None if start is None else (start, None))
+        return window
+
+    async def _add_one_by_one(self, connection: asyncpg.Connection, row: asyncpg.Record, window: PplnsWindow,
+                              start: tuple[datetime, str | None] | None) -> None:
+        """Add the shares from the newest, or from ``start`` on: (created, None) for every share at
+        or before that time, (created, share_id) for those after that share; until full."""
+        position = start
+        while True:
+            if position is None:
+                page = await connection.fetch(
+                    f"SELECT {_SHARE_COLUMNS} FROM shares WHERE {_WINDOW_SHARES} "
+                    f"ORDER BY {_NEWEST_FIRST} LIMIT $3", self.pool_name, row["created"], self.page_size)
+            elif position[1] is None:
+                page = await connection.fetch(
+                    f"SELECT {_SHARE_COLUMNS} FROM shares WHERE {_WINDOW_SHARES} AND created <= $3 "
+                    f"ORDER BY {_NEWEST_FIRST} LIMIT $4", self.pool_name, row["created"], position[0],
+                    self.page_size)
+            else:
+                page = await connection.fetch(
+                    f"SELECT {_SHARE_COLUMNS} FROM shares WHERE {_WINDOW_SHARES} AND created <= $3 "
+                    f'AND (created, share_id COLLATE "C") < ($3, $4) '
+                    f"ORDER BY {_NEWEST_FIRST} LIMIT $5",
+                    self.pool_name, row["created"], position[0], position[1], self.page_size)
+            for share_row in page:
+                if window.add(_share(share_row)):
+                    return
+            if len(page) < self.page_size:
+                return
+            position = (page[-1]["created"], page[-1]["share_id"])
+
     async def window_shares(self, connection: asyncpg.Connection, row: asyncpg.Record) -> list[ShareWork]:
-        """PPLNS: shares at or before the block, newest first, until their work reaches the factor."""
+        """PPLNS as a list: shares at or before the block, newest first, until their work reaches the
+        factor.  Every share becomes an object: ``pplns_window`` is what the processor uses."""
         shares: list[ShareWork] = []
         work = Fraction(0)
         after: tuple[Any, str] | None = None

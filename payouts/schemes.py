@@ -14,7 +14,9 @@ of the input never changes a report.  A share id may appear only once.
   Fewer shares than the window: the miners' part is shared over those there are, and the report
   says so (``window.filled`` is False, and a note).  ``shares`` may hold more than the window
   (everything at or before the block): older shares are ignored.  Shares after the block must not
-  be passed: choosing them is the caller's query.
+  be passed: choosing them is the caller's query.  ``PplnsWindow`` builds the same window without
+  a list of shares (runs of whole shares as per-address groups, the boundary shares one by one),
+  for windows of millions of shares; ``pplns_from_window`` pays it.
 * ``prop``: the round's shares (since the previous block), each at its whole work.
 * ``solo``: the finder takes the block.
 * ``pps_credits`` / ``fpps_credits``: credits per share when stored, not per block (below).
@@ -167,7 +169,8 @@ def _unpaid(scheme: str, block: Block, fees: FeeConfig) -> PayoutReport:
 def _paid(scheme: str, block: Block, fees: FeeConfig, work_by_address: dict[str, Fraction],
           window: Window | None, notes: tuple[str, ...]) -> PayoutReport:
     split = split_reward(block.reward, work_by_address, fees)
-    total_work = sum(work_by_address.values(), Fraction(0))
+    # The window's work is that sum, exactly (PPLNS, PROP): no need to add it up again.
+    total_work = window.work if window is not None else sum(work_by_address.values(), Fraction(0))
     entries = tuple(
         PayoutEntry(address, work_by_address[address], work_by_address[address] / total_work, amount)
         for address, amount in split.miner_amounts.items())
@@ -182,6 +185,111 @@ def _positive_factor(factor: object) -> Fraction:
     return exact
 
 
+def _work(credited_total: int, scale: int, network: float) -> Fraction:
+    """(credited_total / scale) / network, exactly."""
+    numerator, denominator = network.as_integer_ratio()
+    return Fraction(credited_total * denominator, scale * numerator)
+
+
+class PplnsWindow:
+    """A PPLNS window built newest first without keeping the shares: per-address exact work only.
+
+    ``add(share)`` takes one share (newest first, the caller's order) and counts it whole, or in
+    part when it crosses the window boundary; it returns True once the window is full (``factor``
+    units of work): give no more shares.  ``add_whole(groups, newest_share_id, oldest_share_id)``
+    counts a run of consecutive shares at once, summarised as ``(address, credited difficulty,
+    network difficulty, count)`` groups (what a SQL ``GROUP BY`` over the run returns), only when
+    their work stays strictly below the rest of the window; otherwise it changes nothing and returns
+    False, and the caller gives those shares one by one instead.  Work is summed as exact
+    ``Fraction``s either way, so a window built from groups and single shares equals the one built
+    from the same shares one by one (``pplns`` builds it so).
+    """
+
+    def __init__(self, factor: object = DEFAULT_PPLNS_FACTOR) -> None:
+        self.target = _positive_factor(factor)
+        self.work_by_address: dict[str, Fraction] = {}
+        self.counted = Fraction(0)
+        self.shares_counted = 0
+        self.newest_share_id: str | None = None
+        self.oldest_share_id: str | None = None
+        self.oldest_fraction = Fraction(1)
+
+    @property
+    def full(self) -> bool:
+        return self.counted == self.target
+
+    def add(self, share: ShareWork) -> bool:
+        """Count ``share`` (older than every share counted so far); True when the window is full."""
+        if not isinstance(share, ShareWork):
+            raise PayoutError(f"expected ShareWork, got {type(share).__name__}")
+        if self.full:
+            raise PayoutError(f"share {share.share_id}: the window is already full")
+        part = min(share.work, self.target - self.counted)
+        self.work_by_address[share.address] = self.work_by_address.get(share.address, Fraction(0)) + part
+        self.counted += part
+        if self.newest_share_id is None:
+            self.newest_share_id = share.share_id
+        self.oldest_share_id, self.oldest_fraction = share.share_id, part / share.work
+        self.shares_counted += 1
+        return self.full
+
+    def add_whole(self, groups: Iterable[tuple[str, float, float, int]], newest_share_id: str,
+                  oldest_share_id: str) -> bool:
+        """Count a run of shares (older than every share counted so far) whole, from its groups:
+        ``(address, credited_difficulty, network_difficulty, count)``, ``newest_share_id`` and
+        ``oldest_share_id`` of the run.  False, and nothing counted, when the run's work would
+        reach the end of the window."""
+        for share_id in (newest_share_id, oldest_share_id):
+            if not isinstance(share_id, str) or not share_id:
+                raise PayoutError(f"share id must be a non-empty str, got {share_id!r}")
+        # Exact and fast over tens of thousands of groups: a credited difficulty is a float, so
+        # numerator / 2^k; scaled to the common denominator, sums per (address, network difficulty)
+        # are ints, and a Fraction is made once per (address, network difficulty).
+        rows = []
+        scale = 1
+        shares = 0
+        for address, credited, network, count in groups:
+            what = f"shares of {address!r}"
+            check_account(address, f"{what} address")
+            if isinstance(count, bool) or not isinstance(count, int) or count <= 0:
+                raise PayoutError(f"{what}: count must be a positive int, got {count!r}")
+            if type(credited) is float and 0.0 < credited < math.inf:
+                numerator, denominator = credited.as_integer_ratio()   # exact_difficulty, fast
+            else:
+                exact = exact_difficulty(credited, f"{what} credited difficulty")
+                numerator, denominator = exact.as_integer_ratio()
+            if not (type(network) is float and 0.0 < network < math.inf):
+                exact_difficulty(network, f"{what} network difficulty")
+            rows.append((address, network, numerator * count, denominator))
+            scale = math.lcm(scale, denominator)   # for floats, powers of two: the largest
+            shares += count
+        if not rows:
+            raise PayoutError("a run of shares without shares")
+        credited_by_key: dict[tuple[str, float], int] = {}
+        credited_by_network: dict[float, int] = {}
+        for address, network, numerator, denominator in rows:
+            scaled = numerator * (scale // denominator)
+            key = (address, network)
+            credited_by_key[key] = credited_by_key.get(key, 0) + scaled
+            credited_by_network[network] = credited_by_network.get(network, 0) + scaled
+        run_work = sum((_work(total, scale, network) for network, total in credited_by_network.items()),
+                       Fraction(0))
+        if self.counted + run_work >= self.target:
+            return False
+        work_by_address: dict[str, Fraction] = {}
+        for (address, network), total in credited_by_key.items():
+            work = _work(total, scale, network)
+            work_by_address[address] = work_by_address[address] + work if address in work_by_address else work
+        for address, work in work_by_address.items():
+            self.work_by_address[address] = self.work_by_address.get(address, Fraction(0)) + work
+        self.counted += run_work
+        if self.newest_share_id is None:
+            self.newest_share_id = newest_share_id
+        self.oldest_share_id, self.oldest_fraction = oldest_share_id, Fraction(1)
+        self.shares_counted += shares
+        return True
+
+
 def pplns(block: Block, shares: Iterable[ShareWork], fees: FeeConfig, *,
           factor: object = DEFAULT_PPLNS_FACTOR) -> PayoutReport:
     """Pay ``block`` over the last ``factor`` units of work before it (see the module docstring).
@@ -189,32 +297,33 @@ def pplns(block: Block, shares: Iterable[ShareWork], fees: FeeConfig, *,
     ``factor`` is a str, int or Decimal (not a float), at most 8 decimal places.
     """
     _check_inputs(block, fees)
-    target = _positive_factor(factor)
+    window = PplnsWindow(factor)
     if block.status in UNPAID_STATUSES:
         return _unpaid("pplns", block, fees)
-    ordered = newest_first(shares)
-    work_by_address: dict[str, Fraction] = {}
-    counted = Fraction(0)
-    oldest = None
-    oldest_fraction = Fraction(1)
-    shares_counted = 0
-    for share in ordered:
-        part = min(share.work, target - counted)
-        work_by_address[share.address] = work_by_address.get(share.address, Fraction(0)) + part
-        counted += part
-        oldest, oldest_fraction = share, part / share.work
-        shares_counted += 1
-        if counted == target:
+    for share in newest_first(shares):
+        if window.add(share):
             break
-    if oldest is None:
+    return pplns_from_window(block, window, fees)
+
+
+def pplns_from_window(block: Block, window: PplnsWindow, fees: FeeConfig) -> PayoutReport:
+    """Pay ``block`` over a window built with ``PplnsWindow``: the same report as ``pplns`` over
+    the same shares."""
+    _check_inputs(block, fees)
+    if not isinstance(window, PplnsWindow):
+        raise PayoutError(f"window must be a PplnsWindow, not {type(window).__name__}")
+    if block.status in UNPAID_STATUSES:
+        return _unpaid("pplns", block, fees)
+    if window.oldest_share_id is None:
         raise PayoutError(f"block {block.hash} at {block.height} has no shares to pay: nothing distributed")
+    target, counted = window.target, window.counted
     filled = counted == target
-    window = Window(target, target, counted, filled, shares_counted, ordered[0].share_id,
-                    oldest.share_id, oldest_fraction)
+    summary = Window(target, target, counted, filled, window.shares_counted, window.newest_share_id,
+                     window.oldest_share_id, window.oldest_fraction)
     notes = () if filled else (
         f"window not filled: {fraction_text(counted)} of {decimal_text(target)} units of work; "
         "the miners' part is shared over the shares there are",)
-    return _paid("pplns", block, fees, work_by_address, window, notes)
+    return _paid("pplns", block, fees, dict(window.work_by_address), summary, notes)
 
 
 def prop(block: Block, round_shares: Iterable[ShareWork], fees: FeeConfig) -> PayoutReport:
