@@ -501,7 +501,8 @@ def make_app(config: PoolConfig, db: asyncpg.Pool, *, network_poll_s: float | No
     api = config.api
     data = PoolData(config, db, clock=clock)
     limiter = RateLimiter(api.rate_limit_per_s, api.rate_limit_burst)
-    app = web.Application(middlewares=[
+    # Request lines up to 64 KiB reach the middlewares (a long path gets a JSON 414, not the parser's 400).
+    app = web.Application(handler_args={"max_line_size": 65536, "max_field_size": 16384}, middlewares=[
         metrics_middleware,
         cors_middleware(api.cors_origins),
         error_middleware,
@@ -543,8 +544,7 @@ async def run_api(config: PoolConfig, dsn: str, shutdown: asyncio.Event, *,
                             server_settings={"application_name": "quarry-api"})
     try:
         app = make_app(config, db)
-        runner = web.AppRunner(app, access_log=None, handler_cancellation=True,
-                               handler_args={"max_line_size": 65536, "max_field_size": 16384})
+        runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
         await runner.setup()
         try:
             site = web.TCPSite(runner, config.api.host, config.api.port, backlog=1024)

@@ -38,6 +38,7 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 SATOSHIS_PER_COIN = 100_000_000
+MAX_SATOSHIS = 2**63 - 1
 MAX_WORKERS_SHOWN = 1000
 MINER_PAYMENTS_SHOWN = 20
 DAILY_EARNINGS_DAYS = 30
@@ -490,7 +491,8 @@ class PoolData:
         reward = self.coin.block_subsidy(network.height + 1)
         miners_part = 1 - float(self.fee_percent) / 100
         expected = blocks_per_day * reward * miners_part
-        satoshis = math.floor(expected) if math.isfinite(expected) else 0
+        # A hashrate far beyond the network's would "earn" more than exists: capped at a bigint.
+        satoshis = min(math.floor(expected), MAX_SATOSHIS) if math.isfinite(expected) else MAX_SATOSHIS
         power_cost = power_w / 1000 * 24 * price_kwh
         revenue = None if coin_price is None else satoshis / SATOSHIS_PER_COIN * coin_price
         return {

@@ -156,9 +156,9 @@ SCHEMAS["BlockPage"] = _page("Block")
 SCHEMAS["PaymentPage"] = _page("Payment")
 SCHEMAS["MinerPage"] = _page("MinerSummary")
 
-_POOL = {"name": "pool", "in": "path", "required": True, "description": "the pool's id (GET /pools)",
+_POOL_PARAMETER = {"name": "pool", "in": "path", "required": True, "description": "the pool's id (GET /pools)",
          "schema": {"type": "string", "maxLength": 64}}
-_ADDRESS = {"name": "address", "in": "path", "required": True, "description": "a payout address of the coin",
+_ADDRESS_PARAMETER = {"name": "address", "in": "path", "required": True, "description": "a payout address of the coin",
             "schema": {"type": "string", "maxLength": MAX_ADDRESS_CHARS}}
 _HEIGHT = {"name": "height", "in": "path", "required": True,
            "schema": {"type": "integer", "minimum": 0, "maximum": MAX_HEIGHT}}
@@ -175,45 +175,47 @@ def _json(schema: str, description: str = "OK") -> dict[str, Any]:
 
 
 def _errors(*statuses: int) -> dict[str, Any]:
-    texts = {400: "malformed input", 404: "unknown pool, miner, block or route", 429: "rate limit exceeded",
-             503: "the database cannot answer now"}
+    texts = {400: "malformed input", 404: "unknown pool, miner, block or route", 414: "request target too long",
+             429: "rate limit exceeded", 503: "the database cannot answer now"}
     return {str(status): _json("Error", texts[status]) for status in statuses}
 
 
 def _get(summary: str, response: dict[str, Any], parameters: list[dict[str, Any]], *errors: int,
          operation_id: str) -> dict[str, Any]:
     return {"get": {"summary": summary, "operationId": operation_id, "parameters": parameters,
-                    "responses": {"200": response, **_errors(*errors, 429, 503)}}}
+                    "responses": {"200": response, **_errors(*errors, 414, 429, 503)}}}
 
 
 def openapi_document(config: PoolConfig) -> dict[str, Any]:
     pool = "/api/v1/pools/{pool}"
+    pool_parameter = {**_POOL_PARAMETER, "schema": {"type": "string", "enum": [config.pool_name]}}
+    address_parameter = {**_ADDRESS_PARAMETER, "example": config.address}
     paths = {
         "/api/v1/pools": _get("The pools served here", _json("Pools"), [], operation_id="listPools"),
         pool: _get("One pool: coin, scheme, fees, ports, hashrate, network, last block, round, payments",
-                   _json("Pool"), [_POOL], 404, operation_id="getPool"),
+                   _json("Pool"), [pool_parameter], 404, operation_id="getPool"),
         f"{pool}/performance": _get("Hashrate and workers per 10 minutes over 24 h and per hour over 30 days",
-                                    _json("Performance"), [_POOL], 404, operation_id="getPerformance"),
+                                    _json("Performance"), [pool_parameter], 404, operation_id="getPerformance"),
         f"{pool}/blocks": _get("Blocks found, newest first", _json("BlockPage"), [
-            _POOL, *_PAGING,
+            pool_parameter, *_PAGING,
             {"name": "status", "in": "query", "schema": {"type": "string",
                                                          "enum": ["pending", "confirmed", "orphaned", "rejected"]}},
         ], 400, 404, operation_id="listBlocks"),
         f"{pool}/blocks/{{height}}/payout": _get("The payout report of a credited block, with its Merkle root",
-                                                 _json("Payout"), [_POOL, _HEIGHT], 400, 404,
+                                                 _json("Payout"), [pool_parameter, _HEIGHT], 400, 404,
                                                  operation_id="getPayout"),
-        f"{pool}/payments": _get("Payments sent, newest first", _json("PaymentPage"), [_POOL, *_PAGING], 400, 404,
+        f"{pool}/payments": _get("Payments sent, newest first", _json("PaymentPage"), [pool_parameter, *_PAGING], 400, 404,
                                  operation_id="listPayments"),
         f"{pool}/miners": _get("Top miners by hashrate over the last hour", _json("MinerPage"),
-                               [_POOL, *_PAGING], 400, 404, operation_id="listMiners"),
+                               [pool_parameter, *_PAGING], 400, 404, operation_id="listMiners"),
         f"{pool}/miners/{{address}}": _get("One miner: hashrate, workers, balance, payments, earnings",
-                                           _json("Miner"), [_POOL, _ADDRESS], 400, 404, operation_id="getMiner"),
+                                           _json("Miner"), [pool_parameter, address_parameter], 400, 404, operation_id="getMiner"),
         f"{pool}/miners/{{address}}/proof/{{height}}": _get(
             "The inclusion proof of a miner's payout in a block's payout report", _json("Proof"),
-            [_POOL, _ADDRESS, _HEIGHT], 400, 404, operation_id="getProof"),
+            [pool_parameter, address_parameter, _HEIGHT], 400, 404, operation_id="getProof"),
         f"{pool}/estimate": _get("Expected earnings of a hashrate at the current network difficulty",
                                  _json("Estimate"), [
-            _POOL,
+            pool_parameter,
             {"name": "hashrate", "in": "query", "required": True, "description": "hashes per second",
              "schema": {"type": "number", "exclusiveMinimum": 0, "maximum": 1e24}},
             {"name": "power_w", "in": "query", "description": "the miner's power draw, watts",
@@ -226,22 +228,23 @@ def openapi_document(config: PoolConfig) -> dict[str, Any]:
         f"{pool}/events": {"get": {
             "summary": "Live feed (server-sent events): block, payment and hashrate events, JSON data",
             "operationId": "streamEvents",
-            "parameters": [_POOL],
+            "parameters": [pool_parameter],
             "responses": {"200": {"description": "an endless text/event-stream",
                                   "content": {"text/event-stream": {"schema": {"type": "string"}}}},
-                          **_errors(404, 429, 503)},
+                          **_errors(404, 414, 429, 503)},
         }},
         "/api/v1/openapi.json": {"get": {
             "summary": "This document", "operationId": "getOpenApi", "parameters": [],
             "responses": {"200": {"description": "OpenAPI 3.1",
                                   "content": {"application/json": {"schema": {"type": "object"}}}},
-                          **_errors(429)},
+                          **_errors(414, 429)},
         }},
         "/metrics": {"get": {
             "summary": "Prometheus metrics of the API process and the ledger", "operationId": "getMetrics",
             "parameters": [],
             "responses": {"200": {"description": "Prometheus text format",
-                                  "content": {"text/plain": {"schema": {"type": "string"}}}}},
+                                  "content": {"text/plain": {"schema": {"type": "string"}}}},
+                          **_errors(414)},
         }},
     }
     return {
