@@ -40,6 +40,7 @@ T = TypeVar("T")
 SATOSHIS_PER_COIN = 100_000_000
 MAX_SATOSHIS = 2**63 - 1
 MAX_WORKERS_SHOWN = 1000
+MAX_CACHED_PAGES = 1024
 MINER_PAYMENTS_SHOWN = 20
 DAILY_EARNINGS_DAYS = 30
 TEN_MINUTES_S = 600
@@ -153,6 +154,7 @@ class PoolData:
         self.series_1h = Cached(self._load_series_1h, max(ttl, PERFORMANCE_1H_TTL_S), "hourly series")
         self.ledger_counts = Cached(self._load_ledger_counts, ttl, "ledger counts")
         self.network = NetworkState()
+        self._block_pages: dict[tuple, tuple[float, tuple[int, list[dict[str, Any]]]]] = {}
         payouts = config.payouts
         recipients = sum((Fraction(p) for _, p in payouts.fee_recipients), Fraction(0))
         self.fee_percent = Fraction(payouts.pool_fee_percent) + recipients
@@ -348,32 +350,14 @@ class PoolData:
         """Everything about one miner, or None when the ledger knows nothing of the address."""
         minute = self._minute()
         now = self._now()
-        async with self.db.acquire() as connection:
-            workers = await connection.fetch(
-                """SELECT worker,
-                          coalesce(sum(difficulty_sum) FILTER (WHERE minute >= $3::timestamptz - interval '5 minutes'
-                                                               AND minute < $3), 0) AS d5m,
-                          coalesce(sum(difficulty_sum) FILTER (WHERE minute >= $3::timestamptz - interval '1 hour'
-                                                               AND minute < $3), 0) AS d1h,
-                          coalesce(sum(difficulty_sum) FILTER (WHERE minute < $4), 0) AS d24h,
-                          max(last_share) AS last_share
-                   FROM worker_minutes WHERE pool = $1 AND address = $2 AND minute >= $4::timestamptz - interval '24 hours'
-                   GROUP BY worker ORDER BY worker""",
-                self.pool, address, minute, _ten_minute_floor(minute))
-            balance = await connection.fetchrow(
-                "SELECT amount, paid FROM balances WHERE pool = $1 AND address = $2", self.pool, address)
-            payments = await connection.fetch(
-                """SELECT p.id, p.txid, p.status, o.amount, p.created FROM payment_outputs o
-                   JOIN payments p ON p.id = o.payment_id
-                   WHERE p.pool = $1 AND o.address = $2 ORDER BY p.id DESC LIMIT $3""",
-                self.pool, address, MINER_PAYMENTS_SHOWN)
-            earnings = await connection.fetch(
-                """SELECT date_trunc('day', created) AS day, sum(amount)::bigint AS amount FROM journal
-                   WHERE pool = $1 AND address = $2 AND amount > 0
-                   AND reason IN ('block_credit', 'pps_credit', 'fee_recipient') AND created >= $3
-                   GROUP BY 1 ORDER BY 1""",
-                self.pool, address, now.replace(hour=0, minute=0, second=0, microsecond=0)
-                - timedelta(days=DAILY_EARNINGS_DAYS - 1))
+        # One statement, one round trip: four index range scans, their rows as JSON.
+        row = await self.db.fetchrow(_MINER_QUERY, self.pool, address, minute, _ten_minute_floor(minute),
+                                     MINER_PAYMENTS_SHOWN, now.replace(hour=0, minute=0, second=0, microsecond=0)
+                                     - timedelta(days=DAILY_EARNINGS_DAYS - 1))
+        workers = orjson.loads(row["workers"])
+        balance = orjson.loads(row["balance"]) if row["balance"] else None
+        payments = orjson.loads(row["payments"])
+        earnings = orjson.loads(row["earnings"])
         if not workers and balance is None and not payments and not earnings:
             return None
         online_after = now.timestamp() - ONLINE_S
@@ -384,7 +368,7 @@ class PoolData:
                      "24h": self.rate(row["d24h"], 86400)}
             for key, value in rates.items():
                 totals[key] += value
-            last = unix(row["last_share"])
+            last = row["last_share"]
             if len(shown) < MAX_WORKERS_SHOWN:
                 shown.append({"name": row["worker"], "hashrate": rates, "last_share": last,
                               "online": last is not None and last > online_after})
@@ -413,14 +397,26 @@ class PoolData:
             "total_paid": paid,
             "total_paid_coins": coins(paid),
             "payments": [{"id": row["id"], "txid": row["txid"], "status": row["status"], "amount": row["amount"],
-                          "amount_coins": coins(row["amount"]), "time": unix(row["created"])} for row in payments],
-            "daily_earnings": [{"day": row["day"].date().isoformat(), "amount": row["amount"],
+                          "amount_coins": coins(row["amount"]), "time": row["created"]} for row in payments],
+            "daily_earnings": [{"day": row["day"], "amount": row["amount"],
                                 "amount_coins": coins(row["amount"])} for row in earnings],
         }
 
     # -- blocks, payouts, payments ---------------------------------------------------------------------
 
     async def blocks(self, offset: int, limit: int, status: str | None) -> tuple[int, list[dict[str, Any]]]:
+        """A page of blocks; pages are kept for ``cache_s`` (the blocks table changes a few times an hour)."""
+        key = (offset, limit, status)
+        hit = self._block_pages.get(key)
+        if hit is not None and time.monotonic() - hit[0] < self.config.api.cache_s:
+            return hit[1]
+        page = await self._blocks(offset, limit, status)
+        if len(self._block_pages) >= MAX_CACHED_PAGES:
+            self._block_pages.clear()
+        self._block_pages[key] = (time.monotonic(), page)
+        return page
+
+    async def _blocks(self, offset: int, limit: int, status: str | None) -> tuple[int, list[dict[str, Any]]]:
         async with self.db.acquire() as connection:
             total = await connection.fetchval(
                 "SELECT count(*) FROM blocks WHERE pool = $1 AND ($2::text IS NULL OR status = $2)", self.pool, status)
@@ -523,6 +519,32 @@ class PoolData:
                    WHERE pool = $1 GROUP BY status""", self.pool)
         return {"blocks": {row["status"]: row["n"] for row in blocks},
                 "payments": {row["status"]: (row["n"], row["amount"]) for row in payments}}
+
+
+_MINER_QUERY = """
+SELECT
+  (SELECT coalesce(json_agg(w ORDER BY w.worker), '[]') FROM (
+      SELECT worker,
+             coalesce(sum(difficulty_sum) FILTER (WHERE minute >= $3::timestamptz - interval '5 minutes'
+                                                  AND minute < $3), 0) AS d5m,
+             coalesce(sum(difficulty_sum) FILTER (WHERE minute >= $3::timestamptz - interval '1 hour'
+                                                  AND minute < $3), 0) AS d1h,
+             coalesce(sum(difficulty_sum) FILTER (WHERE minute < $4), 0) AS d24h,
+             extract(epoch FROM max(last_share))::double precision AS last_share
+      FROM worker_minutes WHERE pool = $1 AND address = $2 AND minute >= $4::timestamptz - interval '24 hours'
+      GROUP BY worker) w)::text AS workers,
+  (SELECT row_to_json(b) FROM (SELECT amount, paid FROM balances WHERE pool = $1 AND address = $2) b)::text
+      AS balance,
+  (SELECT coalesce(json_agg(p ORDER BY p.id DESC), '[]') FROM (
+      SELECT p.id, p.txid, p.status, o.amount, extract(epoch FROM p.created)::double precision AS created
+      FROM payment_outputs o JOIN payments p ON p.id = o.payment_id
+      WHERE p.pool = $1 AND o.address = $2 ORDER BY p.id DESC LIMIT $5) p)::text AS payments,
+  (SELECT coalesce(json_agg(e ORDER BY e.day), '[]') FROM (
+      SELECT to_char(date_trunc('day', created), 'YYYY-MM-DD') AS day, sum(amount)::bigint AS amount FROM journal
+      WHERE pool = $1 AND address = $2 AND amount > 0
+        AND reason IN ('block_credit', 'pps_credit', 'fee_recipient') AND created >= $6
+      GROUP BY 1) e)::text AS earnings
+"""
 
 
 def _ten_minute_floor(moment: datetime) -> datetime:
