@@ -5,7 +5,9 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
 import signal
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -122,18 +124,24 @@ def make_payout_processor(config: PoolConfig, db: asyncpg.Pool) -> PayoutProcess
                            settle_s=payouts.pps_settle_s)
 
 
-async def run_payouts(processor: PayoutProcessor, interval_s: float) -> None:
+async def run_payouts(processor: PayoutProcessor, interval_s: float, counters: dict[str, int] | None = None) -> None:
     """Credit matured blocks (and PPS shares) every interval; one run at a time pool-wide (advisory lock)."""
     reported = None
+    counters = counters if counters is not None else {}
     while True:
         try:
+            counters["runs"] = counters.get("runs", 0) + 1
             result = await processor.run_once()
+            counters["blocks_credited"] = counters.get("blocks_credited", 0) + len(result.credited)
             if result.credited:
                 logger.info("credited blocks at heights %s", result.credited)
+            if result.stuck:
+                counters["stuck"] = counters.get("stuck", 0) + 1
             if result.stuck and result.stuck != reported:
                 logger.error("ALERT: payouts stopped at block %s: %s", *result.stuck)
             reported = result.stuck
         except Exception:
+            counters["failures"] = counters.get("failures", 0) + 1
             logger.exception("payout run failed; trying again next interval")
         await asyncio.sleep(interval_s)
 
@@ -183,6 +191,33 @@ async def run_payments(config: PoolConfig, db: asyncpg.Pool) -> None:
             await asyncio.sleep(config.payouts.payment_interval_s)
 
 
+async def supervise_api(config: PoolConfig, dsn: str) -> None:
+    """Run ``pool api`` as a child process (so API queries never delay Stratum), restarted if it dies."""
+    from pool.cli import API_DSN_ENV
+
+    delay = 1.0
+    while True:
+        child = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "pool.cli", "api", "-c", config.source,
+            env={**os.environ, API_DSN_ENV: dsn}, stdout=asyncio.subprocess.DEVNULL)
+        logger.info("API process %d started (port %d)", child.pid, config.api.port)
+        try:
+            code = await child.wait()
+        except asyncio.CancelledError:
+            if child.returncode is None:
+                child.terminate()
+                try:
+                    async with asyncio.timeout(10):
+                        await child.wait()
+                except TimeoutError:
+                    child.kill()
+                    await child.wait()
+            raise
+        logger.error("API process exited with %s; starting it again in %.0f s", code, delay)
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 60.0)
+
+
 async def maintain_partitions(db: asyncpg.Pool, retention_days: int) -> None:
     while True:
         await asyncio.sleep(3600)
@@ -198,6 +233,8 @@ async def run_pool(config: PoolConfig, shutdown: asyncio.Event, *, recorder: Rec
     endpoints = [DaemonEndpoint.parse(d.url, user=d.user, password=d.password) for d in config.daemons]
     db = embedded = ledger = stats = tracker = None
     background: list[asyncio.Task] = []
+    payout_counters: dict[str, int] = {}
+    metrics_runner = None
     if recorder is None:
         parts: list[Recorder] = []
         if use_database:
@@ -244,15 +281,29 @@ async def run_pool(config: PoolConfig, shutdown: asyncio.Event, *, recorder: Rec
                     maintain_partitions(db, config.database.share_retention_days)))
                 if config.payouts.enabled:
                     background.append(asyncio.ensure_future(
-                        run_payouts(make_payout_processor(config, db), config.payouts.interval_s)))
+                        run_payouts(make_payout_processor(config, db), config.payouts.interval_s, payout_counters)))
                 if config.payouts.enabled and config.payouts.payments_enabled:
                     background.append(asyncio.ensure_future(run_payments(config, db)))
+                if config.api.enabled:
+                    if Path(config.source).is_file():
+                        dsn = config.database.dsn or embedded.dsn
+                        background.append(asyncio.ensure_future(supervise_api(config, dsn)))
+                    else:
+                        logger.warning("api.enabled: the API process needs a config file; not started")
             await server.start()
             # Thousands of long-lived sessions make full collections slow (tens of ms inside a job
             # broadcast): keep what exists at start-up out of them and collect young objects less often.
             gc.freeze()
             gc.set_threshold(50_000, 20, 100)
             running = RunningPool(config, daemon, server, work, blocks, recorder, db, ledger, stats, tracker, embedded)
+            if config.api.metrics_listen:
+                from pool.metrics import start_metrics_server
+
+                try:
+                    metrics_runner = await start_metrics_server(running, config.api.metrics_listen,
+                                                                payout_counters=payout_counters)
+                except OSError as error:
+                    logger.error("metrics: cannot listen on %s: %s", config.api.metrics_listen, error)
             work_task = asyncio.ensure_future(work.run())
             try:
                 if on_ready is not None:
@@ -269,6 +320,8 @@ async def run_pool(config: PoolConfig, shutdown: asyncio.Event, *, recorder: Rec
                 for task in [work_task, *background]:
                     with contextlib.suppress(asyncio.CancelledError, Exception):
                         await task
+                if metrics_runner is not None:
+                    await metrics_runner.cleanup()
                 await server.stop()
                 await blocks.wait()
                 await recorder.stop()

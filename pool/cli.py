@@ -5,11 +5,16 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import runpy
 import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
+
+
+#: `pool run` hands the API process its database DSN here (not on the command line, where `ps` shows it).
+API_DSN_ENV = "QUARRY_API_DSN"
 
 
 def _setup_logging(level: str = "INFO") -> None:
@@ -46,6 +51,28 @@ def cmd_run(args: argparse.Namespace) -> int:
         install_signal_handlers(shutdown)
         await check_daemon(config)
         await run_pool(config, shutdown)
+        return 0
+
+    return _run_async(main())
+
+
+def cmd_api(args: argparse.Namespace) -> int:
+    """The public API alone, in this process (``pool run`` starts it so when ``api.enabled``)."""
+    config = _load(args.config)
+    _setup_logging(config.log_level)
+    dsn = args.dsn or os.environ.get(API_DSN_ENV) or config.database.dsn
+    if not dsn:
+        print("pool api: needs database.dsn in the config or --dsn (the embedded PostgreSQL belongs to "
+              "`pool run`, which passes its DSN to the API it starts)", file=sys.stderr)
+        return 2
+
+    async def main() -> int:
+        from pool.api.app import run_api
+        from pool.app import install_signal_handlers
+
+        shutdown = asyncio.Event()
+        install_signal_handlers(shutdown)
+        await run_api(config, dsn, shutdown, on_ready=lambda port: print(f"API PORT {port}", flush=True))
         return 0
 
     return _run_async(main())
@@ -234,6 +261,11 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run the pool from a TOML config")
     run.add_argument("-c", "--config", required=True)
     run.set_defaults(handler=cmd_run)
+
+    api = commands.add_parser("api", help="run the public statistics API alone (its own process)")
+    api.add_argument("-c", "--config", required=True)
+    api.add_argument("--dsn", default=None, help="PostgreSQL DSN (default: database.dsn of the config)")
+    api.set_defaults(handler=cmd_api)
 
     migrate = commands.add_parser("migrate", help="apply missing database migrations and exit")
     migrate.add_argument("-c", "--config", required=True)

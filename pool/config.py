@@ -120,6 +120,19 @@ class PayoutsConfig:
 
 
 @dataclass(frozen=True)
+class ApiConfig:
+    enabled: bool = False  # `pool run` starts the API in a process of its own
+    host: str = "127.0.0.1"
+    port: int = 8080
+    cors_origins: tuple[str, ...] = ()  # origins allowed to read the API from a browser; "*" = any
+    rate_limit_per_s: float = 20.0  # requests per second per client IP (0 = no limit)
+    rate_limit_burst: int = 40
+    trust_forwarded_for: bool = False  # behind a reverse proxy: the client is X-Forwarded-For's last hop
+    cache_s: float = 10.0  # pool-wide figures (hashrate, top miners) are recomputed at most this often
+    metrics_listen: str = ""  # HOST:PORT of the pool process's own /metrics ("" = off)
+
+
+@dataclass(frozen=True)
 class PoolConfig:
     coin: Coin
     address: str
@@ -138,6 +151,7 @@ class PoolConfig:
     redis: RedisConfig = field(default_factory=RedisConfig)
     blocks: BlocksConfig = field(default_factory=BlocksConfig)
     payouts: PayoutsConfig = field(default_factory=PayoutsConfig)
+    api: ApiConfig = field(default_factory=ApiConfig)
     source: str = "<dict>"
 
     @property
@@ -283,6 +297,7 @@ def parse_config(data: dict, *, source: str = "<dict>", text: str = "") -> PoolC
     redis = _read_redis(_Reader(root.get("redis", dict, {}), "redis", source, text))
     blocks = _read_blocks(_Reader(root.get("blocks", dict, {}), "blocks", source, text), coin)
     payouts = _read_payouts(_Reader(root.get("payouts", dict, {}), "payouts", source, text), coin, source, text)
+    api = _read_api(_Reader(root.get("api", dict, {}), "api", source, text))
     root.finish()
     return PoolConfig(
         coin=coin,
@@ -302,6 +317,7 @@ def parse_config(data: dict, *, source: str = "<dict>", text: str = "") -> PoolC
         redis=redis,
         blocks=blocks,
         payouts=payouts,
+        api=api,
         source=source,
     )
 
@@ -503,6 +519,38 @@ def _read_payouts(reader: _Reader, coin: Coin, source: str, text: str) -> Payout
         payment_confirmations=reader.number("payment_confirmations", 6, 1, 1000, integer=True),
         conflict_confirmations=reader.number("conflict_confirmations", 10, 1, 1000, integer=True),
         wallet=wallet, wallet_url=wallet_url,
+    )
+    reader.finish()
+    return config
+
+
+_ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(:\d{1,5})?")
+_LISTEN = re.compile(r"(?P<host>[A-Za-z0-9.-]+|\[[0-9A-Fa-f:]+\]):(?P<port>\d{1,5})")
+
+
+def _read_api(reader: _Reader) -> ApiConfig:
+    origins = reader.get("cors_origins", list, [], allowed='a list of origins such as ["https://pool.example"]')
+    for origin in origins:
+        if not isinstance(origin, str) or not (origin == "*" or _ORIGIN.fullmatch(origin)):
+            raise reader.error("api.cors_origins",
+                               f'each entry must be "*" or an origin such as "https://pool.example", not {origin!r}')
+    host = reader.get("host", str, "127.0.0.1")
+    if not re.fullmatch(r"[A-Za-z0-9.:-]+", host):
+        raise reader.error("api.host", f"must be a host name or IP address, not {host!r}")
+    metrics_listen = reader.get("metrics_listen", str, "")
+    match = _LISTEN.fullmatch(metrics_listen)
+    if metrics_listen and (match is None or not 0 < int(match["port"]) < 65536):
+        raise reader.error("api.metrics_listen", 'must be HOST:PORT such as "127.0.0.1:9108", or "" for none')
+    config = ApiConfig(
+        enabled=reader.get("enabled", bool, False),
+        host=host,
+        port=reader.number("port", 8080, 0, 65535, integer=True),
+        cors_origins=tuple(origins),
+        rate_limit_per_s=reader.number("rate_limit_per_s", 20.0, 0, 1_000_000),
+        rate_limit_burst=reader.number("rate_limit_burst", 40, 1, 1_000_000, integer=True),
+        trust_forwarded_for=reader.get("trust_forwarded_for", bool, False),
+        cache_s=reader.number("cache_s", 10.0, 0, 3600),
+        metrics_listen=metrics_listen,
     )
     reader.finish()
     return config

@@ -23,10 +23,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import collections
 import contextlib
 import itertools
 import json
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, Inexact, localcontext
@@ -35,6 +37,8 @@ from typing import Any, Self, TypeVar
 
 import aiohttp
 from yarl import URL
+
+from pool.metrics import RPC_BUCKETS_S, LatencyHistogram
 
 logger = logging.getLogger(__name__)
 
@@ -294,6 +298,8 @@ class DaemonClient:
         self.warmup_answers = 0
         self.in_flight = 0
         self.peak_in_flight = 0
+        self.latency = LatencyHistogram(RPC_BUCKETS_S)  # HTTP round trips, for the metrics
+        self.errors: collections.Counter[str] = collections.Counter()  # failed round trips by kind
         for number, endpoint in enumerate(endpoints, 1):
             logger.info("daemon #%d at %s%s", number, endpoint.logged_url, "" if number > 1 else " (active)")
 
@@ -497,6 +503,7 @@ class DaemonClient:
                 self.in_flight += 1
                 self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
             self.requests_sent += 1
+            started = time.perf_counter()
             try:
                 async with session.post(
                     endpoint.url,
@@ -507,13 +514,18 @@ class DaemonClient:
                     raw = await response.read()
                     status, reason, content_type = response.status, response.reason, response.content_type
             except TimeoutError as error:
+                self.errors["timeout"] += 1
                 raise DaemonTimeout(f"no answer within {timeout:g}s", method=method, url=url) from error
             except (aiohttp.ClientError, OSError) as error:
+                self.errors["unreachable"] += 1
                 raise DaemonUnreachable(_describe_transport_error(error), method=method, url=url) from error
             finally:
+                self.latency.observe(time.perf_counter() - started)
                 if limited:
                     self.in_flight -= 1
 
+        if status >= 400:
+            self.errors[f"http_{status}"] += 1
         if status in (401, 403):
             hint = "check rpcuser/rpcpassword" if status == 401 else "check rpcallowip"
             raise DaemonAuthError(

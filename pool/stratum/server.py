@@ -23,6 +23,7 @@ from share_validator.job import Job
 from share_validator.validator import ShareResult, ShareValidator
 
 from pool.config import PoolConfig, PortConfig
+from pool.metrics import SUBMIT_BUCKETS_S, LatencyHistogram
 from pool.recorder import Recorder, ShareRecord
 from pool.stratum.protocol import StratumProtocol
 from pool.stratum.session import Session
@@ -59,6 +60,9 @@ class StratumServer:
         self.per_ip: collections.Counter[str] = collections.Counter()
         self.banned: dict[str, float] = {}
         self.stats: collections.Counter[str] = collections.Counter()
+        self.rejected: collections.Counter = collections.Counter()  # Reject -> shares, for the metrics
+        self.submit_latency = LatencyHistogram(SUBMIT_BUCKETS_S)
+        self._queued_since = 0.0  # perf_counter() when the scrypt queue last became non-empty
         self.current_job: Job | None = None
         self.work_available = False
         self._servers: list[asyncio.base_events.Server] = []
@@ -319,10 +323,13 @@ class StratumServer:
         if self._scrypt:
             self._batch_queue.append((session, msg_id, params))
             if len(self._batch_queue) == 1:
+                self._queued_since = time.perf_counter()
                 self._batch_wakeup.set()
             return
+        started = time.perf_counter()
         result = self.validator.validate(session.state, params)
         self._judged(session, msg_id, result)
+        self.submit_latency.observe(time.perf_counter() - started)
 
     def _judged(self, session: Session, msg_id: Any, result: ShareResult) -> None:
         reject = result.reject
@@ -330,6 +337,7 @@ class StratumServer:
             self.stats["shares_accepted"] += 1
         else:
             self.stats[f"shares_rejected_{reject.code}"] += 1
+            self.rejected[reject] += 1
         # The share is recorded before its block, so that the block's time is never before the
         # time of the share that found it (payout windows end at the block's time).
         if reject is None or result.block is not None:
@@ -370,6 +378,7 @@ class StratumServer:
                 await in_flight.acquire()
                 batch = self._batch_queue[: self.batch_size]
                 del self._batch_queue[: self.batch_size]
+                queued_since, self._queued_since = self._queued_since, time.perf_counter()
                 try:
                     prepared = self.validator.prepare_batch([(s.state, p) for s, _, p in batch])
                 except Exception:
@@ -378,11 +387,12 @@ class StratumServer:
                     continue
                 headers = [item[5][:80] for _, item in prepared.pending]
                 future = loop.run_in_executor(self._executor, hashing.scrypt_batch, headers)
-                task = asyncio.ensure_future(self._finish_batch(batch, prepared, future, in_flight))
+                task = asyncio.ensure_future(self._finish_batch(batch, prepared, future, in_flight, queued_since))
                 self.track(task)
                 await asyncio.sleep(0)  # let more submissions arrive
 
-    async def _finish_batch(self, batch, prepared, future, in_flight: asyncio.Semaphore) -> None:
+    async def _finish_batch(self, batch, prepared, future, in_flight: asyncio.Semaphore,
+                            queued_since: float = 0.0) -> None:
         try:
             pow_hashes = await future
         except Exception:
@@ -401,6 +411,8 @@ class StratumServer:
             except Exception:
                 self.stats["internal_error"] += 1
                 logger.exception("error answering a share")
+        if queued_since:
+            self.submit_latency.observe(time.perf_counter() - queued_since, len(batch))
 
     def _batch_failed(self, batch) -> None:
         """A bug must cost answers, never the server: every share of the batch gets error 20."""

@@ -162,3 +162,36 @@ def test_payouts_section(tmp_path):
     assert isinstance(payouts.minimum_payout, int) and payouts.tx_fee_paid_by == "pool"
     text = example_with('minimum_payout = "0.1"', "minimum_payout = 0.00012345")
     assert load_config(write(tmp_path, text)).payouts.minimum_payout == 12_345  # the spelling, not a float
+
+
+def test_api_section(tmp_path):
+    config = load_config(EXAMPLE)
+    assert config.api.enabled and config.api.port == 8080 and config.api.cors_origins == ()
+    assert config.api.metrics_listen == "127.0.0.1:9108" and config.api.rate_limit_per_s == 20.0
+    assert not parse_config({**_minimal(), "api": {}}).api.enabled  # off unless asked for
+    config = load_config(write(tmp_path, example_with("cors_origins = []",
+                                                      'cors_origins = ["https://a.example:8443", "*"]')))
+    assert config.api.cors_origins == ("https://a.example:8443", "*")
+
+
+def _minimal() -> dict:
+    return {"pool": {"coin": "litecoin", "address": "ltc1qw508d6qejxtdg4y5r3zarvary0c5xw7kgmn4n9"},
+            "daemons": [{"url": "http://127.0.0.1:9332/"}], "stratum": {"ports": [{"port": 3333}]}}
+
+
+@pytest.mark.parametrize("old, new, key, message", [
+    ("cors_origins = []", 'cors_origins = ["evil.example"]', "api.cors_origins", "an origin such as"),
+    ("cors_origins = []", 'cors_origins = "*"', "api.cors_origins", "must be a list"),
+    ("rate_limit_per_s = 20.0", "rate_limit_per_s = -1", "api.rate_limit_per_s", "must be in"),
+    ("rate_limit_burst = 40", "rate_limit_burst = 0", "api.rate_limit_burst", "must be in"),
+    ('metrics_listen = "127.0.0.1:9108"', 'metrics_listen = "9108"', "api.metrics_listen", "HOST:PORT"),
+    ('metrics_listen = "127.0.0.1:9108"', 'metrics_listen = "x:99999"', "api.metrics_listen", "HOST:PORT"),
+    ("trust_forwarded_for = false", 'trust_forwarded_for = "no"', "api.trust_forwarded_for", "true or false"),
+    ("cache_s = 10.0", "cache_s = 1e9", "api.cache_s", "must be in"),
+])
+def test_bad_api_values_name_key_file_and_line(tmp_path, old, new, key, message):
+    path = write(tmp_path, example_with(old, new))
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    text = str(caught.value)
+    assert text.startswith(f"{path}:") and f" {key}: " in text and message in text, text

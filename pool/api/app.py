@@ -1,0 +1,560 @@
+"""The public API: an aiohttp application over the ledger, run alone by ``pool api`` (its own process).
+
+Bad input never reaches a query: path and query values are checked first and answered with a 4xx JSON
+error ``{"error": {"status", "code", "message"}}``; a database that cannot answer gives 503. Strings
+from miners (worker names) are emitted with ``<``, ``>`` and ``&`` escaped as ``\\u003c``... so a JSON
+document can be embedded in HTML without becoming markup. Every client IP has a token bucket
+(``api.rate_limit_per_s``, ``api.rate_limit_burst``); CORS answers the origins in ``api.cors_origins``.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import re
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import asyncpg
+import orjson
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from share_validator.address import InvalidAddress, address_to_script
+
+from pool.api.data import DataUnavailable, PoolData
+from pool.api.feed import EventFeed
+from pool.api.openapi import MAX_ADDRESS_CHARS, MAX_HEIGHT, MAX_PAGE, MAX_PAGE_SIZE, openapi_document
+from pool.config import PoolConfig
+from pool.daemon import DaemonClient, DaemonEndpoint, DaemonError
+
+logger = logging.getLogger(__name__)
+
+CONFIG = web.AppKey("config", PoolConfig)
+DATA = web.AppKey("data", PoolData)
+FEED = web.AppKey("feed", EventFeed)
+LIMITER = web.AppKey("limiter", "RateLimiter")
+METRICS = web.AppKey("metrics", "ApiMetrics")
+OPENAPI = web.AppKey("openapi", bytes)
+
+MAX_PATH_BYTES = 2048
+DEFAULT_PAGE_SIZE = 20
+_INTEGER = re.compile(r"[+-]?\d{1,19}")
+_FLOAT = re.compile(r"[+-]?(\d{1,30}(\.\d{0,30})?|\.\d{1,30})([eE][+-]?\d{1,3})?")
+_ESCAPES = ((b"&", b"\\u0026"), (b"<", b"\\u003c"), (b">", b"\\u003e"))
+_KEEPALIVE_S = 15.0
+
+
+# -- answers -------------------------------------------------------------------------------------------
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = headers or {}
+
+
+def dump_json(data: Any) -> bytes:
+    """JSON with <, > and & escaped: safe inside HTML, never sniffed as markup."""
+    body = orjson.dumps(data)
+    for raw, escaped in _ESCAPES:
+        if raw in body:
+            body = body.replace(raw, escaped)
+    return body
+
+
+def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(body=dump_json(data), status=status, content_type="application/json",
+                        headers={"X-Content-Type-Options": "nosniff", **(headers or {})})
+
+
+def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> web.Response:
+    return json_response({"error": {"status": status, "code": code, "message": message}}, status, headers)
+
+
+# -- input ---------------------------------------------------------------------------------------------
+
+
+def query_int(request: web.Request, name: str, default: int, low: int, high: int, *, clamp: bool = False) -> int:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    if not _INTEGER.fullmatch(raw):
+        raise ApiError(400, "bad_parameter", f"{name} must be an integer")
+    value = int(raw)
+    if clamp:
+        return min(max(value, low), high)
+    if not low <= value <= high:
+        raise ApiError(400, "bad_parameter", f"{name} must be in {low}..{high}")
+    return value
+
+
+def query_float(request: web.Request, name: str, default: float | None, low: float, high: float, *,
+                required: bool = False, exclusive_low: bool = False) -> float | None:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        if required:
+            raise ApiError(400, "missing_parameter", f"{name} is required")
+        return default
+    if not _FLOAT.fullmatch(raw):
+        raise ApiError(400, "bad_parameter", f"{name} must be a number")
+    value = float(raw)
+    if not math.isfinite(value) or value < low or value > high or (exclusive_low and value == low):
+        raise ApiError(400, "bad_parameter", f"{name} must be a number in {'(' if exclusive_low else '['}"
+                                             f"{low:g}, {high:g}]")
+    return value
+
+
+def path_height(request: web.Request) -> int:
+    raw = request.match_info["height"]
+    if not _INTEGER.fullmatch(raw) or not 0 <= int(raw) <= MAX_HEIGHT:
+        raise ApiError(400, "bad_height", f"height must be an integer in 0..{MAX_HEIGHT}")
+    return int(raw)
+
+
+def path_address(request: web.Request) -> str:
+    address = request.match_info["address"]
+    config = request.app[CONFIG]
+    if len(address) > MAX_ADDRESS_CHARS:
+        raise ApiError(400, "malformed_address", "the address is too long")
+    try:
+        address_to_script(config.coin, address)
+    except (InvalidAddress, ValueError):
+        raise ApiError(400, "malformed_address", f"not a {config.coin.name} address") from None
+    return address
+
+
+def pool_data(request: web.Request) -> PoolData:
+    data = request.app[DATA]
+    if request.match_info.get("pool") != data.pool:
+        raise ApiError(404, "unknown_pool", "no such pool (GET /api/v1/pools lists them)")
+    return data
+
+
+def paging(request: web.Request) -> tuple[int, int]:
+    page = query_int(request, "page", 0, 0, MAX_PAGE)
+    page_size = query_int(request, "page_size", DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE, clamp=True)
+    return page, page_size
+
+
+def page_of(page: int, page_size: int, total: int, items: list) -> dict[str, Any]:
+    return {"page": page, "page_size": page_size, "total": total, "items": items}
+
+
+# -- handlers ------------------------------------------------------------------------------------------
+
+
+async def list_pools(request: web.Request) -> web.Response:
+    return json_response({"pools": [await request.app[DATA].pool_view()]})
+
+
+async def get_pool(request: web.Request) -> web.Response:
+    return json_response(await pool_data(request).pool_view())
+
+
+async def get_performance(request: web.Request) -> web.Response:
+    return json_response(await pool_data(request).performance())
+
+
+async def list_blocks(request: web.Request) -> web.Response:
+    data = pool_data(request)
+    page, page_size = paging(request)
+    status = request.query.get("status") or None
+    if status is not None and status not in ("pending", "confirmed", "orphaned", "rejected"):
+        raise ApiError(400, "bad_parameter", "status must be one of pending, confirmed, orphaned, rejected")
+    total, items = await data.blocks(page * page_size, page_size, status)
+    return json_response(page_of(page, page_size, total, items))
+
+
+async def get_payout(request: web.Request) -> web.Response:
+    data = pool_data(request)
+    payout = await data.payout(path_height(request))
+    if payout is None:
+        raise ApiError(404, "no_payout", "no credited block at that height")
+    return json_response(payout)
+
+
+async def list_payments(request: web.Request) -> web.Response:
+    data = pool_data(request)
+    page, page_size = paging(request)
+    total, items = await data.payments(page * page_size, page_size)
+    return json_response(page_of(page, page_size, total, items))
+
+
+async def list_miners(request: web.Request) -> web.Response:
+    data = pool_data(request)
+    page, page_size = paging(request)
+    miners = await data.top_miners.get()
+    start = page * page_size
+    return json_response(page_of(page, page_size, len(miners), miners[start:start + page_size]))
+
+
+async def get_miner(request: web.Request) -> web.Response:
+    data = pool_data(request)
+    miner = await data.miner(path_address(request))
+    if miner is None:
+        raise ApiError(404, "unknown_miner", "the pool has no record of this address")
+    return json_response(miner)
+
+
+async def get_proof(request: web.Request) -> web.Response:
+    data = pool_data(request)
+    address = path_address(request)
+    proof = await data.proof(address, path_height(request))
+    if proof is None:
+        raise ApiError(404, "no_payout", "this address has no payout in a credited block at that height")
+    return json_response(proof)
+
+
+async def get_estimate(request: web.Request) -> web.Response:
+    data = pool_data(request)
+    hashrate = query_float(request, "hashrate", None, 0.0, 1e24, required=True, exclusive_low=True)
+    power_w = query_float(request, "power_w", 0.0, 0.0, 1e9)
+    price_kwh = query_float(request, "price_kwh", 0.0, 0.0, 1e6)
+    coin_price = query_float(request, "coin_price", None, 0.0, 1e12)
+    await data.summary.get()  # the network figures fall back to the ledger's latest block
+    estimate = data.estimate(hashrate, power_w, price_kwh, coin_price)
+    if estimate is None:
+        raise DataUnavailable("the network difficulty is not known yet (no daemon answer, no block stored)")
+    return json_response(estimate)
+
+
+async def stream_events(request: web.Request) -> web.StreamResponse:
+    pool_data(request)
+    feed = request.app[FEED]
+    queue = feed.subscribe()
+    if queue is None:
+        raise DataUnavailable("too many live feed listeners")
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
+                                           "X-Accel-Buffering": "no"})
+    try:
+        await response.prepare(request)
+        await response.write(b"retry: 5000\n\n")
+        while queue in feed.listeners or not queue.empty():
+            try:
+                async with asyncio.timeout(_KEEPALIVE_S):
+                    event, payload = await queue.get()
+            except TimeoutError:
+                await response.write(b": keep-alive\n\n")
+                continue
+            await response.write(b"event: " + event.encode() + b"\ndata: " + dump_json(payload) + b"\n\n")
+    except (ConnectionResetError, asyncio.CancelledError):
+        pass
+    finally:
+        feed.unsubscribe(queue)
+    return response
+
+
+async def get_openapi(request: web.Request) -> web.Response:
+    return web.Response(body=request.app[OPENAPI], content_type="application/json")
+
+
+async def get_metrics(request: web.Request) -> web.Response:
+    data = request.app[DATA]
+    with contextlib.suppress(DataUnavailable):
+        await data.ledger_counts.get()
+    with contextlib.suppress(DataUnavailable):
+        await data.summary.get()
+    return web.Response(body=generate_latest(request.app[METRICS].registry),
+                        headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+ROUTES: list[tuple[str, Callable[[web.Request], Awaitable[web.StreamResponse]]]] = [
+    ("/api/v1/pools", list_pools),
+    ("/api/v1/pools/{pool}", get_pool),
+    ("/api/v1/pools/{pool}/performance", get_performance),
+    ("/api/v1/pools/{pool}/blocks", list_blocks),
+    ("/api/v1/pools/{pool}/blocks/{height}/payout", get_payout),
+    ("/api/v1/pools/{pool}/payments", list_payments),
+    ("/api/v1/pools/{pool}/miners", list_miners),
+    ("/api/v1/pools/{pool}/miners/{address}", get_miner),
+    ("/api/v1/pools/{pool}/miners/{address}/proof/{height}", get_proof),
+    ("/api/v1/pools/{pool}/estimate", get_estimate),
+    ("/api/v1/pools/{pool}/events", stream_events),
+    ("/api/v1/openapi.json", get_openapi),
+    ("/metrics", get_metrics),
+]
+
+
+# -- rate limit, CORS, errors, metrics -------------------------------------------------------------------
+
+
+class RateLimiter:
+    """A token bucket per client IP: ``rate`` tokens a second, at most ``burst``; bounded memory."""
+
+    def __init__(self, rate: float, burst: int, *, max_clients: int = 100_000,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.rate = rate
+        self.burst = float(burst)
+        self.max_clients = max_clients
+        self.clock = clock
+        self.buckets: dict[str, list[float]] = {}
+
+    def take(self, client: str) -> float:
+        """0 when the request may go on, else the seconds until it would."""
+        if self.rate <= 0:
+            return 0.0
+        now = self.clock()
+        bucket = self.buckets.get(client)
+        if bucket is None:
+            if len(self.buckets) >= self.max_clients:
+                self._forget(now)
+            bucket = self.buckets[client] = [self.burst, now]
+        tokens = min(self.burst, bucket[0] + (now - bucket[1]) * self.rate)
+        bucket[1] = now
+        if tokens >= 1.0:
+            bucket[0] = tokens - 1.0
+            return 0.0
+        bucket[0] = tokens
+        return (1.0 - tokens) / self.rate
+
+    def _forget(self, now: float) -> None:
+        """Drop the clients whose bucket has refilled (they lose nothing); the oldest half if none has."""
+        full_after = self.burst / self.rate
+        for client in [c for c, (_, last) in self.buckets.items() if now - last >= full_after]:
+            del self.buckets[client]
+        if len(self.buckets) >= self.max_clients:
+            for client in sorted(self.buckets, key=lambda c: self.buckets[c][1])[: len(self.buckets) // 2]:
+                del self.buckets[client]
+
+
+def client_ip(request: web.Request, trust_forwarded_for: bool) -> str:
+    if trust_forwarded_for:
+        forwarded = request.headers.get("X-Forwarded-For", "")
+        hop = forwarded.rsplit(",", 1)[-1].strip()
+        if hop:
+            return hop[:64]
+    return request.remote or ""
+
+
+class ApiMetrics:
+    """The API process's registry: request counters and latency, and the ledger's figures."""
+
+    def __init__(self, data: PoolData) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter("quarry_api_requests", "API requests by route and status", ["route", "status"],
+                                registry=self.registry)
+        self.latency = Histogram("quarry_api_request_seconds", "API request latency by route", ["route"],
+                                 buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+                                 registry=self.registry)
+        self.rate_limited = Counter("quarry_api_rate_limited", "Requests refused by the rate limit",
+                                    registry=self.registry)
+        self.registry.register(LedgerCollector(data))
+
+
+class LedgerCollector(Collector):
+    """Blocks by status, payments by status and amount, the pool's live figures (from the caches)."""
+
+    def __init__(self, data: PoolData) -> None:
+        self.data = data
+
+    def collect(self):
+        counts = self.data.ledger_counts._value or {"blocks": {}, "payments": {}}
+        blocks = GaugeMetricFamily("quarry_blocks", "Blocks in the ledger by status", labels=["status"])
+        for status in ("pending", "confirmed", "orphaned", "rejected"):
+            blocks.add_metric([status], counts["blocks"].get(status, 0))
+        yield blocks
+        payments = GaugeMetricFamily("quarry_payments", "Payments in the ledger by status", labels=["status"])
+        amounts = CounterMetricFamily("quarry_payments_amount_satoshis", "Satoshis of payments by status",
+                                      labels=["status"])
+        for status in ("signed", "broadcast", "unknown", "confirmed", "failed", "returned"):
+            number, amount = counts["payments"].get(status, (0, 0))
+            payments.add_metric([status], number)
+            amounts.add_metric([status], amount)
+        yield payments
+        yield amounts
+        summary = self.data.summary._value
+        if summary is not None:
+            hashrate = GaugeMetricFamily("quarry_pool_hashrate", "Pool hashrate, hashes per second",
+                                         labels=["window"])
+            hashrate.add_metric(["5m"], summary["hashrate_5m"])
+            hashrate.add_metric(["1h"], summary["hashrate_1h"])
+            yield hashrate
+            yield GaugeMetricFamily("quarry_workers_online", "Workers with a share in 10 minutes",
+                                    value=summary["workers_online"])
+            yield GaugeMetricFamily("quarry_miners_online", "Miners with a share in 10 minutes",
+                                    value=summary["miners_online"])
+            yield GaugeMetricFamily("quarry_round_effort", "Work since the last block / one block's work",
+                                    value=summary["round"]["effort"])
+
+
+def _route_name(request: web.Request) -> str:
+    info = request.match_info
+    route = getattr(info, "route", None)
+    resource = getattr(route, "resource", None)
+    if resource is None or getattr(info, "http_exception", None) is not None:
+        return "unmatched"
+    return resource.canonical
+
+
+@web.middleware
+async def metrics_middleware(request: web.Request, handler) -> web.StreamResponse:
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    finally:
+        metrics = request.app[METRICS]
+        route = _route_name(request)
+        metrics.requests.labels(route, str(status)).inc()
+        if route != "/api/v1/pools/{pool}/events":
+            metrics.latency.labels(route).observe(time.perf_counter() - started)
+
+
+def cors_middleware(origins: tuple[str, ...]):
+    allow_any = "*" in origins
+    allowed = frozenset(origins)
+
+    @web.middleware
+    async def cors(request: web.Request, handler) -> web.StreamResponse:
+        origin = request.headers.get("Origin")
+        allow = None
+        if origin is not None and (allow_any or origin in allowed):
+            allow = "*" if allow_any else origin
+        if request.method == "OPTIONS" and origin is not None and "Access-Control-Request-Method" in request.headers:
+            if allow is None:
+                return error_response(403, "origin_not_allowed", "this origin may not use the API from a browser")
+            return web.Response(status=204, headers={
+                "Access-Control-Allow-Origin": allow, "Access-Control-Allow-Methods": "GET, HEAD, OPTIONS",
+                "Access-Control-Allow-Headers": "Content-Type", "Access-Control-Max-Age": "600",
+                "Vary": "Origin"})
+        response = await handler(request)
+        if allow is not None:
+            response.headers["Access-Control-Allow-Origin"] = allow
+            response.headers["Vary"] = "Origin"
+        return response
+
+    return cors
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler) -> web.StreamResponse:
+    try:
+        if len(request.raw_path) > MAX_PATH_BYTES:
+            raise ApiError(414, "uri_too_long", f"the request target is longer than {MAX_PATH_BYTES} bytes")
+        return await handler(request)
+    except ApiError as error:
+        return error_response(error.status, error.code, error.message, error.headers)
+    except web.HTTPException as error:
+        if error.status < 400:
+            raise
+        code = {404: "not_found", 405: "method_not_allowed"}.get(error.status, "http_error")
+        headers = {"Allow": error.headers["Allow"]} if "Allow" in error.headers else None
+        return error_response(error.status, code, error.reason, headers)
+    except (DataUnavailable, asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as error:
+        logger.warning("api: %s %s: %s: %s", request.method, request.path, type(error).__name__, error)
+        return error_response(503, "unavailable", "the pool's database cannot answer now; try again shortly",
+                              {"Retry-After": "5"})
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        logger.exception("api: %s %s failed", request.method, request.path)
+        return error_response(500, "internal_error", "internal error")
+
+
+def rate_limit_middleware(limiter: RateLimiter, trust_forwarded_for: bool):
+    @web.middleware
+    async def rate_limit(request: web.Request, handler) -> web.StreamResponse:
+        if request.path != "/metrics":
+            wait_s = limiter.take(client_ip(request, trust_forwarded_for))
+            if wait_s:
+                request.app[METRICS].rate_limited.inc()
+                raise ApiError(429, "rate_limited", "too many requests; slow down",
+                               {"Retry-After": str(max(1, math.ceil(wait_s)))})
+        return await handler(request)
+
+    return rate_limit
+
+
+# -- the application -----------------------------------------------------------------------------------
+
+
+async def watch_network(data: PoolData, config: PoolConfig, interval_s: float) -> None:
+    """Ask the coin daemon for the network difficulty and height now and then (never in a request)."""
+    endpoints = [DaemonEndpoint.parse(d.url, user=d.user, password=d.password) for d in config.daemons]
+    async with DaemonClient(endpoints, request_timeout=5.0, connect_timeout=2.0, max_attempts=1,
+                            retry_max_time=0.0) as daemon:
+        while True:
+            try:
+                data.apply_mining_info(await daemon.call("getmininginfo"))
+            except DaemonError as error:
+                logger.debug("api: getmininginfo: %s", error)
+            await asyncio.sleep(interval_s)
+
+
+def make_app(config: PoolConfig, db: asyncpg.Pool, *, network_poll_s: float | None = 30.0,
+             clock: Callable[[], float] = time.time) -> web.Application:
+    """The API application on an open asyncpg pool (the caller closes it). ``network_poll_s=None``
+    asks no daemon (network figures then come from the ledger's latest block)."""
+    api = config.api
+    data = PoolData(config, db, clock=clock)
+    limiter = RateLimiter(api.rate_limit_per_s, api.rate_limit_burst)
+    # Request lines up to 64 KiB reach the middlewares (a long path gets a JSON 414, not the parser's 400).
+    app = web.Application(handler_args={"max_line_size": 65536, "max_field_size": 16384}, middlewares=[
+        metrics_middleware,
+        cors_middleware(api.cors_origins),
+        error_middleware,
+        rate_limit_middleware(limiter, api.trust_forwarded_for),
+    ])
+    app[CONFIG] = config
+    app[DATA] = data
+    app[LIMITER] = limiter
+    app[METRICS] = ApiMetrics(data)
+    app[FEED] = EventFeed(data)
+    app[OPENAPI] = orjson.dumps(openapi_document(config))
+    for path, handler in ROUTES:
+        app.router.add_get(path, handler)
+
+    async def components(app: web.Application) -> AsyncIterator[None]:
+        feed = app[FEED]
+        feed.start()
+        network = None
+        if network_poll_s is not None and config.daemons:
+            network = asyncio.ensure_future(watch_network(data, config, network_poll_s))
+        yield
+        if network is not None:
+            network.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await network
+        await feed.stop()
+        await data.close()
+
+    app.cleanup_ctx.append(components)
+    return app
+
+
+async def run_api(config: PoolConfig, dsn: str, shutdown: asyncio.Event, *,
+                  on_ready: Callable[[int], None] | None = None) -> None:
+    """Serve the API on ``api.host:api.port`` until ``shutdown`` is set."""
+    from pool.database import connect_pool
+
+    db = await connect_pool(dsn, min_size=2, max_size=10, command_timeout=10.0,
+                            server_settings={"application_name": "quarry-api"})
+    try:
+        app = make_app(config, db)
+        runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, config.api.host, config.api.port, backlog=1024)
+            await site.start()
+            port = runner.addresses[0][1] if runner.addresses else config.api.port
+            logger.info("API on http://%s:%d/api/v1/pools", config.api.host, port)
+            if on_ready is not None:
+                on_ready(port)
+            await shutdown.wait()
+        finally:
+            await runner.cleanup()
+    finally:
+        await db.close()

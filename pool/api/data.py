@@ -1,0 +1,565 @@
+"""What the API shows, read from the ledger's tables: aggregates only, never the raw shares.
+
+Hashrate and workers come from ``worker_minutes`` (per-minute sums per worker, written in the same
+transaction as the shares); blocks, balances, the journal, payout reports and payments from their
+tables. Pool-wide figures cost a scan of many aggregate rows, so they are computed at most once per
+``cache_s`` by one task (`Cached`: single flight, the old value is served while the new one is
+computed); per-miner figures are index range scans on the aggregates' primary key and are read per
+request. The 24 h figures come from the 10-minute series, refreshed once a minute.
+
+Windows follow `pool.stats`: the 5 min and 1 h windows are the last 5 or 60 *complete* minutes before
+the current one; the 24 h window is the last 144 complete 10-minute buckets.
+``hashrate = sum(credited difficulty) * hashes_per_difficulty / window_s``.
+
+Money is integer satoshis; ``*_coins`` fields repeat an amount as a decimal string of coins.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from fractions import Fraction
+from typing import Any, Generic, TypeVar
+
+import asyncpg
+import orjson
+
+from payouts import merkle
+from pool.config import PoolConfig
+from pool.stats import ONLINE_S, hashes_per_difficulty
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+SATOSHIS_PER_COIN = 100_000_000
+MAX_SATOSHIS = 2**63 - 1
+MAX_WORKERS_SHOWN = 1000
+MAX_CACHED_PAGES = 1024
+MINER_PAYMENTS_SHOWN = 20
+DAILY_EARNINGS_DAYS = 30
+TEN_MINUTES_S = 600
+HOUR_S = 3600
+SERIES_10M_POINTS = 144  # 24 h
+SERIES_1H_POINTS = 720  # 30 days
+PERFORMANCE_10M_TTL_S = 60.0
+PERFORMANCE_1H_TTL_S = 600.0
+NETWORK_POLL_S = 30.0
+#: Bitcoin-style difficulty 1 (what getmininginfo's "difficulty" is relative to, for every coin).
+DAEMON_DIFF1_TARGET = 0xFFFF << 208
+
+
+def coins(satoshis: int) -> str:
+    """Satoshis as a decimal string of coins with 8 places: 150000000 -> "1.50000000"."""
+    sign = "-" if satoshis < 0 else ""
+    whole, part = divmod(abs(int(satoshis)), SATOSHIS_PER_COIN)
+    return f"{sign}{whole}.{part:08d}"
+
+
+def shorten(address: str) -> str:
+    """A finder's address as shown publicly: its first 6 and last 4 characters."""
+    return address if len(address) <= 12 else f"{address[:6]}...{address[-4:]}"
+
+
+def unix(value: datetime | None) -> float | None:
+    return None if value is None else value.timestamp()
+
+
+def _finite(value: Any) -> float:
+    try:
+        number = float(value or 0.0)
+    except (TypeError, ValueError):
+        return 0.0
+    return number if math.isfinite(number) else 0.0
+
+
+class Cached(Generic[T]):
+    """A value recomputed at most every ``ttl_s`` by one task at a time; stale values are served
+    while a refresh runs (or when it failed). The first call waits for the first value."""
+
+    def __init__(self, load: Callable[[], Awaitable[T]], ttl_s: float, name: str) -> None:
+        self.load = load
+        self.ttl_s = ttl_s
+        self.name = name
+        self._value: T | None = None
+        self._at = -math.inf
+        self._task: asyncio.Task | None = None
+
+    async def get(self) -> T:
+        if self._value is not None and time.monotonic() - self._at < self.ttl_s:
+            return self._value
+        if self._task is None:
+            self._task = asyncio.ensure_future(self._refresh())
+        if self._value is not None:
+            return self._value
+        await asyncio.shield(self._task)
+        if self._value is None:
+            raise DataUnavailable(f"{self.name} could not be computed")
+        return self._value
+
+    async def _refresh(self) -> None:
+        try:
+            self._value = await self.load()
+            self._at = time.monotonic()
+        except Exception as error:  # the database away: keep serving what we had
+            logger.warning("api: could not refresh %s: %s: %s", self.name, type(error).__name__, error)
+        finally:
+            self._task = None
+
+    def invalidate(self) -> None:
+        self._at = -math.inf
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+
+
+class DataUnavailable(RuntimeError):
+    """The database (or the daemon, for network figures) cannot answer now."""
+
+
+@dataclass
+class NetworkState:
+    """The coin network as last seen: difficulty in Stratum units, height of the chain tip."""
+    difficulty: float | None = None
+    height: int | None = None
+    hashrate: float | None = None
+    source: str = "none"  # "daemon" (getmininginfo) or "ledger" (the latest block the pool stored)
+    updated: float | None = None
+
+
+class PoolData:
+    """The queries of one pool's API (``config.pool_name``) on an asyncpg pool."""
+
+    def __init__(self, config: PoolConfig, db: asyncpg.Pool, *, clock: Callable[[], float] = time.time) -> None:
+        self.config = config
+        self.db = db
+        self.pool = config.pool_name
+        self.coin = config.coin
+        self.clock = clock
+        self.hashes_per_difficulty = float(hashes_per_difficulty(config.coin.diff1_target))
+        ttl = config.api.cache_s
+        self.summary = Cached(self._load_summary, ttl, "pool summary")
+        self.top_miners = Cached(self._load_top_miners, ttl, "top miners")
+        self.series_10m = Cached(self._load_series_10m, max(ttl, PERFORMANCE_10M_TTL_S), "10-minute series")
+        self.series_1h = Cached(self._load_series_1h, max(ttl, PERFORMANCE_1H_TTL_S), "hourly series")
+        self.ledger_counts = Cached(self._load_ledger_counts, ttl, "ledger counts")
+        self.network = NetworkState()
+        self._block_pages: dict[tuple, tuple[float, tuple[int, list[dict[str, Any]]]]] = {}
+        payouts = config.payouts
+        recipients = sum((Fraction(p) for _, p in payouts.fee_recipients), Fraction(0))
+        self.fee_percent = Fraction(payouts.pool_fee_percent) + recipients
+        self.recipients_percent = recipients
+
+    async def close(self) -> None:
+        for cached in (self.summary, self.top_miners, self.series_10m, self.series_1h, self.ledger_counts):
+            await cached.close()
+
+    # -- time ----------------------------------------------------------------------------------------
+
+    def _now(self) -> datetime:
+        return datetime.fromtimestamp(self.clock(), UTC)
+
+    def _minute(self) -> datetime:
+        """Start of the current (incomplete) minute: windows end here."""
+        return self._now().replace(second=0, microsecond=0)
+
+    def rate(self, difficulty_sum: float, window_s: float) -> float:
+        return _finite(difficulty_sum) * self.hashes_per_difficulty / window_s
+
+    # -- the pool --------------------------------------------------------------------------------------
+
+    async def _load_summary(self) -> dict[str, Any]:
+        minute = self._minute()
+        online_after = self._now() - timedelta(seconds=ONLINE_S)
+        async with self.db.acquire() as connection:
+            sums = await connection.fetchrow(
+                """SELECT coalesce(sum(difficulty_sum) FILTER (WHERE minute >= $2::timestamptz - interval '5 minutes'), 0) AS d5m,
+                          coalesce(sum(difficulty_sum), 0) AS d1h
+                   FROM worker_minutes WHERE pool = $1 AND minute >= $2::timestamptz - interval '1 hour' AND minute < $2""",
+                self.pool, minute)
+            online = await connection.fetchrow(
+                """SELECT count(DISTINCT (address, worker)) AS workers, count(DISTINCT address) AS miners
+                   FROM worker_minutes WHERE pool = $1 AND minute >= date_trunc('minute', $2::timestamptz)
+                   AND last_share > $2""", self.pool, online_after)
+            last_block = await connection.fetchrow(
+                """SELECT height, hash, status, effort, created FROM blocks
+                   WHERE pool = $1 AND status <> 'rejected' ORDER BY height DESC, id DESC LIMIT 1""", self.pool)
+            round_row = await connection.fetchrow("SELECT work, shares, started FROM rounds WHERE pool = $1", self.pool)
+            totals = await connection.fetchrow(
+                """SELECT (SELECT coalesce(sum(paid), 0) FROM balances WHERE pool = $1)::bigint AS paid,
+                          (SELECT count(*) FROM blocks WHERE pool = $1 AND status IN ('pending', 'confirmed')) AS blocks,
+                          (SELECT coalesce(sum(reward), 0) FROM blocks WHERE pool = $1 AND status = 'pending')::bigint
+                              AS pending_reward""", self.pool)
+            reserve = None
+            if self.config.payouts.scheme in ("pps", "fpps"):
+                reserve = await connection.fetchval(
+                    """SELECT ((SELECT coalesce(sum(reward), 0) FROM blocks WHERE pool = $1 AND status = 'confirmed')
+                             - (SELECT coalesce(sum(amount), 0) FROM journal WHERE pool = $1 AND reason = 'pps_credit')
+                            )::bigint""", self.pool)
+            if self.network.source != "daemon":
+                await self._network_from_ledger(connection)
+        return {
+            "hashrate_5m": self.rate(sums["d5m"], 300),
+            "hashrate_1h": self.rate(sums["d1h"], 3600),
+            "workers_online": online["workers"],
+            "miners_online": online["miners"],
+            "last_block": None if last_block is None else {
+                "height": last_block["height"], "hash": last_block["hash"], "status": last_block["status"],
+                "effort": last_block["effort"], "time": unix(last_block["created"]),
+            },
+            "round": {
+                "effort": _finite(round_row["work"]) if round_row else 0.0,
+                "shares": round_row["shares"] if round_row else 0,
+                "started": unix(round_row["started"]) if round_row else None,
+            },
+            "total_paid": totals["paid"],
+            "blocks_found": totals["blocks"],
+            "pending_reward": totals["pending_reward"],
+            "pps_reserve": reserve,
+        }
+
+    async def _network_from_ledger(self, connection: asyncpg.Connection) -> None:
+        row = await connection.fetchrow(
+            """SELECT height, network_difficulty, created FROM blocks WHERE pool = $1 AND network_difficulty > 0
+               ORDER BY id DESC LIMIT 1""", self.pool)
+        if row is not None and self.network.source != "daemon":
+            difficulty = _finite(row["network_difficulty"])
+            self.network = NetworkState(
+                difficulty=difficulty, height=row["height"],
+                hashrate=self._network_hashrate(difficulty), source="ledger", updated=unix(row["created"]))
+
+    def _network_hashrate(self, difficulty: float) -> float:
+        return difficulty * self.hashes_per_difficulty / self.coin.block_time_s
+
+    def apply_mining_info(self, info: dict[str, Any]) -> None:
+        """Take getmininginfo's answer (difficulty relative to Bitcoin's difficulty 1, as every
+        daemon reports it) into Stratum units of this coin."""
+        daemon_difficulty = _finite(info.get("difficulty"))
+        if daemon_difficulty <= 0:
+            return
+        difficulty = daemon_difficulty * self.coin.diff1_target / DAEMON_DIFF1_TARGET
+        hashrate = _finite(info.get("networkhashps")) or self._network_hashrate(difficulty)
+        height = info.get("blocks")
+        self.network = NetworkState(difficulty=difficulty, height=height if isinstance(height, int) else None,
+                                    hashrate=hashrate, source="daemon", updated=self.clock())
+
+    async def pool_view(self) -> dict[str, Any]:
+        summary = await self.summary.get()
+        series = await self.series_10m.get()
+        config = self.config
+        payouts = config.payouts
+        hashrate_24h = sum(point[1] for point in series["sums"]) * self.hashes_per_difficulty / 86400
+        network = self.network
+        scheme: dict[str, Any] = {"name": payouts.scheme}
+        if payouts.scheme == "pplns":
+            scheme["pplns_factor"] = payouts.pplns_factor
+        return {
+            "id": self.pool,
+            "coin": {"name": self.coin.name, "symbol": self.coin.symbol, "algorithm": self.coin.algorithm.name,
+                     "block_time_s": self.coin.block_time_s, "coinbase_maturity": config.maturity},
+            "scheme": scheme,
+            "fee": {
+                "pool_percent": payouts.pool_fee_percent,
+                "recipients_percent": _percent_text(self.recipients_percent),
+                "total_percent": _percent_text(self.fee_percent),
+                "recipients": [{"address": address, "percent": percent}
+                               for address, percent in payouts.fee_recipients],
+            },
+            "minimum_payout": _minimum_payout(config),
+            "ports": [
+                {"port": port.port, "name": port.name, "difficulty": port.initial_difficulty,
+                 "min_difficulty": port.min_difficulty, "max_difficulty": port.max_difficulty,
+                 "vardiff": port.vardiff}
+                for port in config.stratum.ports
+            ],
+            "hashrate": {"5m": summary["hashrate_5m"], "1h": summary["hashrate_1h"], "24h": hashrate_24h},
+            "miners_online": summary["miners_online"],
+            "workers_online": summary["workers_online"],
+            "network": {"difficulty": network.difficulty, "height": network.height, "hashrate": network.hashrate,
+                        "source": network.source},
+            "last_block": summary["last_block"],
+            "blocks_found": summary["blocks_found"],
+            "round": summary["round"],
+            "total_paid": summary["total_paid"],
+            "total_paid_coins": coins(summary["total_paid"]),
+            "pps_reserve": summary["pps_reserve"],
+        }
+
+    # -- series ----------------------------------------------------------------------------------------
+
+    async def _series(self, width_s: int, points: int) -> dict[str, Any]:
+        now = self.clock()
+        end_bucket = int(now // width_s)  # the bucket being filled: not shown
+        first_bucket = end_bucket - points
+        rows = await self.db.fetch(
+            """SELECT (floor(extract(epoch FROM minute) / $4))::bigint AS bucket, sum(difficulty_sum) AS d,
+                      count(DISTINCT (address, worker)) AS workers
+               FROM worker_minutes WHERE pool = $1 AND minute >= $2 AND minute < $3
+               GROUP BY 1""",
+            self.pool, datetime.fromtimestamp(first_bucket * width_s, UTC),
+            datetime.fromtimestamp(end_bucket * width_s, UTC), width_s)
+        by_bucket = {row["bucket"]: (_finite(row["d"]), row["workers"]) for row in rows}
+        sums = []
+        for bucket in range(first_bucket, end_bucket):
+            difficulty, workers = by_bucket.get(bucket, (0.0, 0))
+            sums.append((bucket * width_s, difficulty, workers))
+        return {"width_s": width_s, "sums": sums}
+
+    async def _load_series_10m(self) -> dict[str, Any]:
+        return await self._series(TEN_MINUTES_S, SERIES_10M_POINTS)
+
+    async def _load_series_1h(self) -> dict[str, Any]:
+        return await self._series(HOUR_S, SERIES_1H_POINTS)
+
+    def _points(self, series: dict[str, Any]) -> list[dict[str, Any]]:
+        width = series["width_s"]
+        return [{"time": start, "hashrate": self.rate(difficulty, width), "workers": workers}
+                for start, difficulty, workers in series["sums"]]
+
+    async def performance(self) -> dict[str, Any]:
+        return {"pool": self.pool, "ten_minutes": self._points(await self.series_10m.get()),
+                "hourly": self._points(await self.series_1h.get())}
+
+    # -- miners ----------------------------------------------------------------------------------------
+
+    async def _load_top_miners(self) -> list[dict[str, Any]]:
+        minute = self._minute()
+        online_after = self._now() - timedelta(seconds=ONLINE_S)
+        rows = await self.db.fetch(
+            """SELECT address,
+                      coalesce(sum(difficulty_sum) FILTER (WHERE minute >= $2::timestamptz - interval '5 minutes'), 0) AS d5m,
+                      coalesce(sum(difficulty_sum), 0) AS d1h,
+                      count(DISTINCT worker) FILTER (WHERE last_share > $3) AS online
+               FROM worker_minutes WHERE pool = $1 AND minute >= $2::timestamptz - interval '1 hour' AND minute < $2
+               GROUP BY address ORDER BY d1h DESC, address LIMIT 1000""", self.pool, minute, online_after)
+        return [{"address": row["address"],
+                 "hashrate": {"5m": self.rate(row["d5m"], 300), "1h": self.rate(row["d1h"], 3600)},
+                 "workers_online": row["online"]} for row in rows]
+
+    async def miner(self, address: str) -> dict[str, Any] | None:
+        """Everything about one miner, or None when the ledger knows nothing of the address."""
+        minute = self._minute()
+        now = self._now()
+        # One statement, one round trip: four index range scans, their rows as JSON.
+        row = await self.db.fetchrow(_MINER_QUERY, self.pool, address, minute, _ten_minute_floor(minute),
+                                     MINER_PAYMENTS_SHOWN, now.replace(hour=0, minute=0, second=0, microsecond=0)
+                                     - timedelta(days=DAILY_EARNINGS_DAYS - 1))
+        workers = orjson.loads(row["workers"])
+        balance = orjson.loads(row["balance"]) if row["balance"] else None
+        payments = orjson.loads(row["payments"])
+        earnings = orjson.loads(row["earnings"])
+        if not workers and balance is None and not payments and not earnings:
+            return None
+        online_after = now.timestamp() - ONLINE_S
+        totals = {"5m": 0.0, "1h": 0.0, "24h": 0.0}
+        shown = []
+        for row in workers:
+            rates = {"5m": self.rate(row["d5m"], 300), "1h": self.rate(row["d1h"], 3600),
+                     "24h": self.rate(row["d24h"], 86400)}
+            for key, value in rates.items():
+                totals[key] += value
+            last = row["last_share"]
+            if len(shown) < MAX_WORKERS_SHOWN:
+                shown.append({"name": row["worker"], "hashrate": rates, "last_share": last,
+                              "online": last is not None and last > online_after})
+        immature = 0
+        if self.config.payouts.scheme not in ("pps", "fpps"):
+            summary = await self.summary.get()
+            series = await self.series_10m.get()
+            pool_24h = sum(point[1] for point in series["sums"])
+            miner_24h = sum(_finite(row["d24h"]) for row in workers)
+            if pool_24h > 0 and summary["pending_reward"]:
+                share = min(Fraction(miner_24h) / Fraction(pool_24h), Fraction(1))
+                immature = math.floor(summary["pending_reward"] * (1 - self.fee_percent / 100) * share)
+        amount = balance["amount"] if balance else 0
+        paid = balance["paid"] if balance else 0
+        return {
+            "pool": self.pool,
+            "address": address,
+            "hashrate": totals,
+            "workers_online": sum(1 for worker in shown if worker["online"]),
+            "workers_total": len(workers),
+            "workers": shown,
+            "balance": amount,
+            "balance_coins": coins(amount),
+            "immature_estimate": immature,
+            "immature_estimate_coins": coins(immature),
+            "total_paid": paid,
+            "total_paid_coins": coins(paid),
+            "payments": [{"id": row["id"], "txid": row["txid"], "status": row["status"], "amount": row["amount"],
+                          "amount_coins": coins(row["amount"]), "time": row["created"]} for row in payments],
+            "daily_earnings": [{"day": row["day"], "amount": row["amount"],
+                                "amount_coins": coins(row["amount"])} for row in earnings],
+        }
+
+    # -- blocks, payouts, payments ---------------------------------------------------------------------
+
+    async def blocks(self, offset: int, limit: int, status: str | None) -> tuple[int, list[dict[str, Any]]]:
+        """A page of blocks; pages are kept for ``cache_s`` (the blocks table changes a few times an hour)."""
+        key = (offset, limit, status)
+        hit = self._block_pages.get(key)
+        if hit is not None and time.monotonic() - hit[0] < self.config.api.cache_s:
+            return hit[1]
+        page = await self._blocks(offset, limit, status)
+        if len(self._block_pages) >= MAX_CACHED_PAGES:
+            self._block_pages.clear()
+        self._block_pages[key] = (time.monotonic(), page)
+        return page
+
+    async def _blocks(self, offset: int, limit: int, status: str | None) -> tuple[int, list[dict[str, Any]]]:
+        async with self.db.acquire() as connection:
+            total = await connection.fetchval(
+                "SELECT count(*) FROM blocks WHERE pool = $1 AND ($2::text IS NULL OR status = $2)", self.pool, status)
+            rows = await connection.fetch(
+                """SELECT height, hash, status, confirmations, reward, effort, finder_address, created, credited
+                   FROM blocks WHERE pool = $1 AND ($2::text IS NULL OR status = $2)
+                   ORDER BY height DESC, id DESC LIMIT $3 OFFSET $4""", self.pool, status, limit, offset)
+        return total, [{
+            "height": row["height"], "hash": row["hash"], "status": row["status"],
+            "confirmations": row["confirmations"], "reward": row["reward"], "reward_coins": coins(row["reward"]),
+            "effort": row["effort"], "finder": shorten(row["finder_address"]), "time": unix(row["created"]),
+            "credited": row["credited"],
+        } for row in rows]
+
+    async def payout(self, height: int) -> dict[str, Any] | None:
+        row = await self.db.fetchrow(
+            """SELECT b.height, b.hash, r.scheme, r.merkle_root, r.report, r.created FROM blocks b
+               JOIN payout_reports r ON r.block_hash = b.hash
+               WHERE b.pool = $1 AND b.height = $2 ORDER BY b.id DESC LIMIT 1""", self.pool, height)
+        if row is None:
+            return None
+        return {"height": row["height"], "block_hash": row["hash"], "scheme": row["scheme"],
+                "merkle_root": row["merkle_root"], "time": unix(row["created"]),
+                "report": orjson.loads(bytes(row["report"]))}
+
+    async def proof(self, address: str, height: int) -> dict[str, Any] | None:
+        payout = await self.payout(height)
+        if payout is None:
+            return None
+        miners = payout["report"].get("miners", [])
+        leaves = [(entry["address"], int(entry["amount"])) for entry in miners]
+        index = next((i for i, (leaf_address, _) in enumerate(leaves) if leaf_address == address), None)
+        if index is None:
+            return None
+        levels = merkle.tree_levels(leaves)
+        steps = merkle.proof_from_levels(levels, index)
+        amount = leaves[index][1]
+        root = payout["merkle_root"]
+        return {
+            "height": payout["height"], "block_hash": payout["block_hash"], "address": address,
+            "amount": amount, "amount_coins": coins(amount), "merkle_root": root,
+            "proof": [{"side": side, "hash": sibling} for side, sibling in steps],
+            "verified": merkle.verify_proof(root, address, amount, steps),
+            "leaf": {"tag": merkle.TAG.decode(), "encoding": "sha256(tag || address UTF-8 || 0x00 || amount u64 BE)"},
+        }
+
+    async def payments(self, offset: int, limit: int) -> tuple[int, list[dict[str, Any]]]:
+        async with self.db.acquire() as connection:
+            total = await connection.fetchval("SELECT count(*) FROM payments WHERE pool = $1", self.pool)
+            rows = await connection.fetch(
+                """SELECT id, txid, status, amount, fee, payees, confirmations, created FROM payments
+                   WHERE pool = $1 ORDER BY id DESC LIMIT $2 OFFSET $3""", self.pool, limit, offset)
+        return total, [{
+            "id": row["id"], "txid": row["txid"], "status": row["status"], "amount": row["amount"],
+            "amount_coins": coins(row["amount"]), "fee": row["fee"], "payees": row["payees"],
+            "confirmations": row["confirmations"], "time": unix(row["created"]),
+        } for row in rows]
+
+    # -- the estimate ----------------------------------------------------------------------------------
+
+    def estimate(self, hashrate: float, power_w: float, price_kwh: float, coin_price: float | None
+                 ) -> dict[str, Any] | None:
+        network = self.network
+        if not network.difficulty or network.height is None:
+            return None
+        hashes_per_block = network.difficulty * self.hashes_per_difficulty
+        blocks_per_day = hashrate * 86400 / hashes_per_block
+        reward = self.coin.block_subsidy(network.height + 1)
+        miners_part = 1 - float(self.fee_percent) / 100
+        expected = blocks_per_day * reward * miners_part
+        # A hashrate far beyond the network's would "earn" more than exists: capped at a bigint.
+        satoshis = min(math.floor(expected), MAX_SATOSHIS) if math.isfinite(expected) else MAX_SATOSHIS
+        power_cost = power_w / 1000 * 24 * price_kwh
+        revenue = None if coin_price is None else satoshis / SATOSHIS_PER_COIN * coin_price
+        return {
+            "pool": self.pool,
+            "hashrate": hashrate,
+            "network_difficulty": network.difficulty,
+            "network_hashrate": network.hashrate,
+            "block_reward": reward,
+            "block_reward_coins": coins(reward),
+            "fee_percent": _percent_text(self.fee_percent),
+            "blocks_per_day": blocks_per_day,
+            "satoshis_per_day": satoshis,
+            "coins_per_day": coins(satoshis),
+            "power_cost_per_day": power_cost,
+            "revenue_per_day": revenue,
+            "profit_per_day": None if revenue is None else revenue - power_cost,
+            "note": "expected value: block subsidy only (no transaction fees), at the current network difficulty",
+        }
+
+    # -- for the metrics and the feed ------------------------------------------------------------------
+
+    async def _load_ledger_counts(self) -> dict[str, Any]:
+        async with self.db.acquire() as connection:
+            blocks = await connection.fetch(
+                "SELECT status, count(*) AS n FROM blocks WHERE pool = $1 GROUP BY status", self.pool)
+            payments = await connection.fetch(
+                """SELECT status, count(*) AS n, coalesce(sum(amount), 0)::bigint AS amount FROM payments
+                   WHERE pool = $1 GROUP BY status""", self.pool)
+        return {"blocks": {row["status"]: row["n"] for row in blocks},
+                "payments": {row["status"]: (row["n"], row["amount"]) for row in payments}}
+
+
+_MINER_QUERY = """
+SELECT
+  (SELECT coalesce(json_agg(w ORDER BY w.worker), '[]') FROM (
+      SELECT worker,
+             coalesce(sum(difficulty_sum) FILTER (WHERE minute >= $3::timestamptz - interval '5 minutes'
+                                                  AND minute < $3), 0) AS d5m,
+             coalesce(sum(difficulty_sum) FILTER (WHERE minute >= $3::timestamptz - interval '1 hour'
+                                                  AND minute < $3), 0) AS d1h,
+             coalesce(sum(difficulty_sum) FILTER (WHERE minute < $4), 0) AS d24h,
+             extract(epoch FROM max(last_share))::double precision AS last_share
+      FROM worker_minutes WHERE pool = $1 AND address = $2 AND minute >= $4::timestamptz - interval '24 hours'
+      GROUP BY worker) w)::text AS workers,
+  (SELECT row_to_json(b) FROM (SELECT amount, paid FROM balances WHERE pool = $1 AND address = $2) b)::text
+      AS balance,
+  (SELECT coalesce(json_agg(p ORDER BY p.id DESC), '[]') FROM (
+      SELECT p.id, p.txid, p.status, o.amount, extract(epoch FROM p.created)::double precision AS created
+      FROM payment_outputs o JOIN payments p ON p.id = o.payment_id
+      WHERE p.pool = $1 AND o.address = $2 ORDER BY p.id DESC LIMIT $5) p)::text AS payments,
+  (SELECT coalesce(json_agg(e ORDER BY e.day), '[]') FROM (
+      SELECT to_char(date_trunc('day', created), 'YYYY-MM-DD') AS day, sum(amount)::bigint AS amount FROM journal
+      WHERE pool = $1 AND address = $2 AND amount > 0
+        AND reason IN ('block_credit', 'pps_credit', 'fee_recipient') AND created >= $6
+      GROUP BY 1) e)::text AS earnings
+"""
+
+
+def _ten_minute_floor(moment: datetime) -> datetime:
+    return moment.replace(minute=moment.minute - moment.minute % 10)
+
+
+def _percent_text(value: Fraction) -> str:
+    text = format(Decimal(value.numerator) / Decimal(value.denominator), "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def _minimum_payout(config: PoolConfig) -> int | None:
+    """The payment sender's minimum, when the configuration has one (satoshis)."""
+    for section in (getattr(config, "payments", None), config.payouts):
+        value = getattr(section, "minimum_payout", None) if section is not None else None
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    return None

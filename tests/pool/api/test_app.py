@@ -1,0 +1,356 @@
+"""The API on a real PostgreSQL: every route with good and hostile input, rate limit, CORS, escaping,
+the OpenAPI document against the routes, the live feed, /metrics."""
+from __future__ import annotations
+
+import asyncio
+
+import orjson
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from api_seed import ALICE, BOB, CAROL, HOSTILE_WORKER, POOL, api_config, seed
+from payouts import merkle
+from pool.api.app import ROUTES, RateLimiter, make_app
+
+P = f"/api/v1/pools/{POOL}"
+
+
+@pytest.fixture
+async def seeded(db):
+    return await seed(db)
+
+
+async def client_for(db, **api) -> TestClient:
+    client = TestClient(TestServer(make_app(api_config(**api), db, network_poll_s=None)))
+    await client.start_server()
+    return client
+
+
+@pytest.fixture
+async def client(db, seeded):
+    client = await client_for(db)
+    yield client
+    await client.close()
+
+
+async def get(client, path, status=200, **kwargs):
+    response = await client.get(path, **kwargs)
+    body = await response.read()
+    assert response.status == status, (path, response.status, body[:300])
+    if response.content_type == "application/json":
+        return orjson.loads(body)
+    return body.decode()
+
+
+def assert_error(body, status, code=None):
+    assert set(body) == {"error"} and body["error"]["status"] == status
+    assert isinstance(body["error"]["message"], str)
+    if code is not None:
+        assert body["error"]["code"] == code
+
+
+# -- good input ----------------------------------------------------------------------------------------
+
+async def test_pools_shows_coin_scheme_fees_ports_hashrate_network_round(client):
+    pools = (await get(client, "/api/v1/pools"))["pools"]
+    assert len(pools) == 1
+    pool = await get(client, P)
+    assert pool == pools[0]
+    assert pool["id"] == POOL and pool["coin"]["algorithm"] == "scrypt"
+    assert pool["scheme"] == {"name": "pplns", "pplns_factor": "2"}
+    assert pool["fee"]["pool_percent"] == "1" and pool["fee"]["total_percent"] == "1"
+    assert pool["ports"] == [{"port": 3333, "name": "low", "difficulty": 16.0, "min_difficulty": 1.0,
+                              "max_difficulty": 4096.0, "vardiff": True}]
+    # 5 complete minutes of 100 + 50 + 10 difficulty, scrypt: 2**16 hashes per difficulty
+    assert pool["hashrate"]["5m"] == pytest.approx(5 * 160 * 2**16 / 300)
+    assert pool["hashrate"]["1h"] == pytest.approx(30 * 160 * 2**16 / 3600)
+    assert 0 < pool["hashrate"]["24h"] <= pool["hashrate"]["1h"]
+    assert pool["miners_online"] == 2 and pool["workers_online"] == 3
+    assert pool["network"]["source"] == "ledger" and pool["network"]["height"] == 101
+    assert pool["last_block"]["height"] == 101 and pool["last_block"]["status"] == "pending"
+    assert pool["round"]["effort"] == 0.25 and pool["blocks_found"] == 2
+    assert pool["total_paid"] == 1000 and pool["total_paid_coins"] == "0.00001000"
+    assert pool["pps_reserve"] is None
+
+
+async def test_performance_series_cover_24_hours_and_30_days(client):
+    body = await get(client, f"{P}/performance")
+    assert len(body["ten_minutes"]) == 144 and len(body["hourly"]) == 720
+    times = [point["time"] for point in body["ten_minutes"]]
+    assert times == sorted(times) and all(b - a == 600 for a, b in zip(times, times[1:]))
+    assert sum(point["workers"] > 0 for point in body["ten_minutes"]) >= 2
+    assert max(point["hashrate"] for point in body["hourly"]) > 0
+
+
+async def test_blocks_are_paged_newest_first_with_a_shortened_finder(client):
+    page = await get(client, f"{P}/blocks?page_size=2")
+    assert page["total"] == 3 and page["page"] == 0 and page["page_size"] == 2
+    assert [block["height"] for block in page["items"]] == [101, 100]
+    block = page["items"][1]
+    assert block["status"] == "confirmed" and block["credited"] and block["reward"] == 5_000_000_000
+    assert block["reward_coins"] == "50.00000000" and block["finder"] == f"{ALICE[:6]}...{ALICE[-4:]}"
+    assert (await get(client, f"{P}/blocks?page=1&page_size=2"))["items"][0]["height"] == 99
+    assert (await get(client, f"{P}/blocks?status=orphaned"))["total"] == 1
+    assert (await get(client, f"{P}/blocks?page=999"))["items"] == []
+
+
+async def test_payout_report_and_inclusion_proof(client, seeded):
+    report = seeded["report"]
+    payout = await get(client, f"{P}/blocks/100/payout")
+    assert payout["merkle_root"] == report.merkle_root and payout["report"] == report.to_dict()
+    proof = await get(client, f"{P}/miners/{ALICE}/proof/100")
+    assert proof["amount"] == report.amounts()[ALICE] and proof["verified"]
+    steps = [(step["side"], step["hash"]) for step in proof["proof"]]
+    assert merkle.verify_proof(report.merkle_root, ALICE, proof["amount"], steps)
+    assert not merkle.verify_proof(report.merkle_root, ALICE, proof["amount"] + 1, steps)
+    assert_error(await get(client, f"{P}/miners/{CAROL}/proof/100", 404), 404, "no_payout")
+    assert_error(await get(client, f"{P}/blocks/101/payout", 404), 404, "no_payout")
+
+
+async def test_payments_are_paged(client, seeded):
+    page = await get(client, f"{P}/payments")
+    assert page["total"] == 1
+    assert page["items"] == [{"id": seeded["payment_id"], "txid": "ab" * 32, "status": "confirmed", "amount": 1000,
+                              "amount_coins": "0.00001000", "fee": 10, "payees": 1, "confirmations": 6,
+                              "time": page["items"][0]["time"]}]
+
+
+async def test_top_miners_and_one_miner(client, seeded):
+    top = await get(client, f"{P}/miners")
+    assert [miner["address"] for miner in top["items"]] == [ALICE, BOB]
+    assert top["items"][0]["workers_online"] == 2
+    miner = await get(client, f"{P}/miners/{ALICE}")
+    assert miner["address"] == ALICE and miner["workers_total"] == 2 and miner["workers_online"] == 2
+    assert miner["hashrate"]["5m"] == pytest.approx(5 * 150 * 2**16 / 300)
+    assert {worker["name"] for worker in miner["workers"]} == {"rig1", HOSTILE_WORKER}
+    assert miner["balance"] == seeded["report"].amounts()[ALICE] and miner["total_paid"] == 1000
+    assert miner["payments"][0]["txid"] == "ab" * 32 and miner["payments"][0]["amount"] == 1000
+    assert miner["daily_earnings"][-1]["amount"] == seeded["report"].amounts()[ALICE]
+    # a pending block of 50 coins; Alice did 150 of 160 difficulty over 24 h; 1 % fee
+    assert 0 < miner["immature_estimate"] <= 5_000_000_000 * 99 // 100 * 150 // 160
+
+
+async def test_estimate_uses_network_difficulty_reward_and_fee(client):
+    body = await get(client, f"{P}/estimate?hashrate=1000&power_w=100&price_kwh=0.2&coin_price=50")
+    hashes_per_block = 0.5 * 2**16  # the latest block's network difficulty, scrypt
+    blocks_per_day = 1000 * 86400 / hashes_per_block
+    assert body["blocks_per_day"] == pytest.approx(blocks_per_day)
+    assert body["satoshis_per_day"] == int(blocks_per_day * 5_000_000_000 * 0.99)
+    assert body["power_cost_per_day"] == pytest.approx(0.1 * 24 * 0.2)
+    assert body["profit_per_day"] == pytest.approx(body["revenue_per_day"] - body["power_cost_per_day"])
+    bare = await get(client, f"{P}/estimate?hashrate=1000")
+    assert bare["revenue_per_day"] is None and bare["power_cost_per_day"] == 0
+
+
+async def test_worker_names_are_escaped_for_html(client):
+    raw = await (await client.get(f"{P}/miners/{ALICE}")).read()
+    assert b"<" not in raw and b">" not in raw and b"&" not in raw
+    assert b"\\u003cscript\\u003e" in raw
+    assert HOSTILE_WORKER in {worker["name"] for worker in orjson.loads(raw)["workers"]}
+
+
+# -- hostile input -------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("path, status, code", [
+    ("/api/v1/pools/bitcoin", 404, "unknown_pool"),
+    ("/api/v1/pools/bitcoin/miners", 404, "unknown_pool"),
+    (f"/api/v1/pools/bitcoin/miners/{ALICE}", 404, "unknown_pool"),
+    (f"{P}/miners/not-an-address", 400, "malformed_address"),
+    (f"{P}/miners/{ALICE[:-1]}x", 400, "malformed_address"),
+    (f"{P}/miners/{'1' * 500}", 400, "malformed_address"),
+    (f"{P}/miners/%00%ff", 400, "malformed_address"),
+    (f"{P}/miners/{CAROL}", 404, "unknown_miner"),
+    (f"{P}/miners/not-an-address/proof/100", 400, "malformed_address"),
+    (f"{P}/miners/{ALICE}/proof/abc", 400, "bad_height"),
+    (f"{P}/miners/{ALICE}/proof/-1", 400, "bad_height"),
+    (f"{P}/miners/{ALICE}/proof/{10**30}", 400, "bad_height"),
+    (f"{P}/blocks/1e3/payout", 400, "bad_height"),
+    (f"{P}/blocks?page=-1", 400, "bad_parameter"),
+    (f"{P}/blocks?page={10**40}", 400, "bad_parameter"),
+    (f"{P}/blocks?page=abc", 400, "bad_parameter"),
+    (f"{P}/blocks?page_size=1.5", 400, "bad_parameter"),
+    (f"{P}/blocks?status=lost", 400, "bad_parameter"),
+    (f"{P}/payments?page=NaN", 400, "bad_parameter"),
+    (f"{P}/miners?page_size=%F0%9F%92%A9", 400, "bad_parameter"),
+    (f"{P}/estimate", 400, "missing_parameter"),
+    (f"{P}/estimate?hashrate=0", 400, "bad_parameter"),
+    (f"{P}/estimate?hashrate=-5", 400, "bad_parameter"),
+    (f"{P}/estimate?hashrate=nan", 400, "bad_parameter"),
+    (f"{P}/estimate?hashrate=inf", 400, "bad_parameter"),
+    (f"{P}/estimate?hashrate=1e999", 400, "bad_parameter"),
+    (f"{P}/estimate?hashrate=abc", 400, "bad_parameter"),
+    (f"{P}/estimate?hashrate=100&power_w=-1", 400, "bad_parameter"),
+    (f"{P}/estimate?hashrate=100&coin_price=0x10", 400, "bad_parameter"),
+    ("/api/v1/nothing", 404, "not_found"),
+    ("/api/v2/pools", 404, "not_found"),
+    ("/" + "a" * 3000, 414, "uri_too_long"),
+    (f"{P}/miners/{'a' * 20000}", 414, "uri_too_long"),
+])
+async def test_bad_input_gets_a_json_4xx(client, path, status, code):
+    assert_error(await get(client, path, status), status, code)
+
+
+async def test_page_size_is_clamped(client):
+    assert (await get(client, f"{P}/blocks?page_size=100000"))["page_size"] == 100
+    assert (await get(client, f"{P}/blocks?page_size=0"))["page_size"] == 1
+    assert (await get(client, f"{P}/payments?page_size=-7"))["page_size"] == 1
+
+
+async def test_other_methods_get_a_json_405(client):
+    response = await client.post(P, data=b"{}")
+    assert response.status == 405
+    assert_error(orjson.loads(await response.read()), 405, "method_not_allowed")
+
+
+async def test_a_database_that_cannot_answer_gives_503_not_500(db, seeded):
+    client = await client_for(db)
+    try:
+        await db.execute("ALTER TABLE balances RENAME TO balances_away")
+        assert_error(await get(client, f"{P}/miners/{ALICE}", 503), 503, "unavailable")
+    finally:
+        await db.execute("ALTER TABLE balances_away RENAME TO balances")
+        await client.close()
+
+
+# -- rate limit, CORS ----------------------------------------------------------------------------------
+
+async def test_rate_limit_answers_429_with_retry_after(db, seeded):
+    client = await client_for(db, rate_limit_per_s=1, rate_limit_burst=3)
+    try:
+        statuses = [(await client.get(P)).status for _ in range(5)]
+        assert statuses[:3] == [200, 200, 200] and statuses[3:] == [429, 429]
+        response = await client.get(P)
+        assert int(response.headers["Retry-After"]) >= 1
+        assert_error(orjson.loads(await response.read()), 429, "rate_limited")
+        assert (await client.get("/metrics")).status == 200  # scrapes are not limited
+        metrics = await (await client.get("/metrics")).text()
+        assert "quarry_api_rate_limited_total 3.0" in metrics
+    finally:
+        await client.close()
+
+
+async def test_rate_limit_by_forwarded_for_only_when_trusted(db, seeded):
+    client = await client_for(db, rate_limit_per_s=1, rate_limit_burst=1, trust_forwarded_for=True)
+    try:
+        assert (await client.get(P, headers={"X-Forwarded-For": "1.1.1.1, 10.0.0.1"})).status == 200
+        assert (await client.get(P, headers={"X-Forwarded-For": "10.0.0.2"})).status == 200
+        assert (await client.get(P, headers={"X-Forwarded-For": "2.2.2.2, 10.0.0.1"})).status == 429
+    finally:
+        await client.close()
+
+
+def test_rate_limiter_refills_and_bounds_its_memory():
+    now = [0.0]
+    limiter = RateLimiter(2.0, 2, max_clients=4, clock=lambda: now[0])
+    assert limiter.take("a") == 0 and limiter.take("a") == 0
+    assert limiter.take("a") == pytest.approx(0.5)
+    now[0] += 0.5
+    assert limiter.take("a") == 0
+    for n in range(20):
+        limiter.take(f"client{n}")
+    assert len(limiter.buckets) <= 4
+
+
+async def test_cors_allows_the_configured_origins_only(db, seeded):
+    client = await client_for(db, cors_origins=["https://dash.example"])
+    try:
+        response = await client.get(P, headers={"Origin": "https://dash.example"})
+        assert response.headers["Access-Control-Allow-Origin"] == "https://dash.example"
+        response = await client.get(P, headers={"Origin": "https://evil.example"})
+        assert "Access-Control-Allow-Origin" not in response.headers
+        preflight = await client.options(P, headers={"Origin": "https://dash.example",
+                                                     "Access-Control-Request-Method": "GET"})
+        assert preflight.status == 204 and "GET" in preflight.headers["Access-Control-Allow-Methods"]
+        refused = await client.options(P, headers={"Origin": "https://evil.example",
+                                                   "Access-Control-Request-Method": "GET"})
+        assert refused.status == 403
+        missing = await client.get("/api/v1/pools/nope", headers={"Origin": "https://dash.example"})
+        assert missing.status == 404 and missing.headers["Access-Control-Allow-Origin"] == "https://dash.example"
+    finally:
+        await client.close()
+    client = await client_for(db, cors_origins=["*"])
+    try:
+        response = await client.get(P, headers={"Origin": "https://anyone.example"})
+        assert response.headers["Access-Control-Allow-Origin"] == "*"
+    finally:
+        await client.close()
+
+
+# -- the OpenAPI document, the feed, the metrics ---------------------------------------------------------
+
+async def test_openapi_document_matches_the_routes(client):
+    document = await get(client, "/api/v1/openapi.json")
+    assert document["openapi"].startswith("3.")
+    documented = {path for path, item in document["paths"].items() if "get" in item}
+    routed = {resource.canonical for resource in client.app.router.resources()}
+    assert documented == routed == {path for path, _ in ROUTES}
+    for path, item in document["paths"].items():
+        in_path = {parameter["name"] for parameter in item["get"]["parameters"] if parameter["in"] == "path"}
+        assert in_path == {part[1:-1] for part in path.split("/") if part.startswith("{")}, path
+    schemas = document["components"]["schemas"]
+    refs = orjson.dumps(document).decode().count("#/components/schemas/")
+    assert refs and all(name in schemas for name in ("Pool", "Miner", "Block", "Payment", "Proof", "Error"))
+
+
+async def test_json_shapes_follow_the_openapi_schemas(client):
+    import jsonschema_rs
+
+    document = await get(client, "/api/v1/openapi.json")
+    components = document["components"]
+
+    def check(schema_name, body):
+        schema = {"$ref": f"#/components/schemas/{schema_name}", "components": components}
+        jsonschema_rs.validate(schema, body)
+
+    check("Pools", await get(client, "/api/v1/pools"))
+    check("Pool", await get(client, P))
+    check("Performance", await get(client, f"{P}/performance"))
+    check("BlockPage", await get(client, f"{P}/blocks"))
+    check("Payout", await get(client, f"{P}/blocks/100/payout"))
+    check("PaymentPage", await get(client, f"{P}/payments"))
+    check("MinerPage", await get(client, f"{P}/miners"))
+    check("Miner", await get(client, f"{P}/miners/{ALICE}"))
+    check("Proof", await get(client, f"{P}/miners/{ALICE}/proof/100"))
+    check("Estimate", await get(client, f"{P}/estimate?hashrate=5e6&coin_price=3"))
+    check("Error", await get(client, f"{P}/miners/x", 400))
+
+
+async def test_live_feed_sends_blocks_payments_and_hashrate(db, client):
+    feed = client.app[__import__("pool.api.app", fromlist=["FEED"]).FEED]
+    feed.poll_s = 0.1
+    response = await client.get(f"{P}/events")
+    assert response.status == 200 and response.content_type == "text/event-stream"
+    assert await response.content.readline() == b"retry: 5000\n"
+    for _ in range(100):
+        if feed._since is not None:
+            break
+        await asyncio.sleep(0.05)
+    await db.execute("UPDATE blocks SET status = 'confirmed', updated = now() WHERE height = 101")
+    await db.execute("INSERT INTO payments (pool, status, txid, amount, payees) VALUES ($1, 'broadcast', $2, 7, 1)",
+                     POOL, "cd" * 32)
+    events = {}
+    async with asyncio.timeout(10):
+        while len(events) < 3:
+            line = await response.content.readline()
+            if line.startswith(b"event: "):
+                name = line[7:].strip().decode()
+                data = await response.content.readline()
+                events[name] = orjson.loads(data[6:])
+    assert events["block"]["height"] == 101 and events["block"]["status"] == "confirmed"
+    assert events["payment"]["txid"] == "cd" * 32 and events["payment"]["amount"] == 7
+    assert events["hashrate"]["workers_online"] == 3
+    response.close()
+    assert_error(await get(client, "/api/v1/pools/nope/events", 404), 404, "unknown_pool")
+
+
+async def test_metrics_show_requests_and_the_ledger(client):
+    await get(client, P)
+    await get(client, f"{P}/miners/x", 400)
+    response = await client.get("/metrics")
+    assert response.status == 200 and response.content_type == "text/plain"
+    text = await response.text()
+    assert 'quarry_api_requests_total{route="/api/v1/pools/{pool}",status="200"} 1.0' in text
+    assert 'quarry_api_requests_total{route="/api/v1/pools/{pool}/miners/{address}",status="400"} 1.0' in text
+    assert 'quarry_blocks{status="orphaned"} 1.0' in text and 'quarry_blocks{status="confirmed"} 1.0' in text
+    assert 'quarry_payments{status="confirmed"} 1.0' in text
+    assert "quarry_workers_online 3.0" in text and "quarry_api_request_seconds_bucket" in text
