@@ -24,7 +24,7 @@ Figures (one JSON line on stdout at the end; progress on stderr):
 * ``payment_batch_1000_s``: after the block is credited, building a payment batch of the 1,000
   largest balances and storing it in one transaction: the ``payments`` row,
   1,000 ``payment_outputs``, 1,000 journal debits and 1,000 balance decrements
-  (``store_payment_batch`` below), with array parameters; best of ``--rounds``, each on the next
+  (``PaymentSender.store_payment``, the payment sender's own), with array parameters; best of ``--rounds``, each on the next
   1,000 payees.  ``payment_batch_1000_rowwise_s`` is the baseline: the same rows one statement
   each (``executemany``).  The ledger invariant is checked at the end.
 
@@ -55,6 +55,7 @@ import asyncpg
 
 from payouts import ledger
 from payouts.fees import FeeConfig
+from payouts.payments import BuiltPayment, PaymentOutput, PaymentPolicy, PaymentSender
 from payouts.processor import PayoutProcessor
 from payouts.schemes import Block, pplns
 from pool.database import connect_pool, create_share_partition, migrate
@@ -191,43 +192,14 @@ async def time_pplns(db: asyncpg.Pool, block_row: asyncpg.Record, args: argparse
 
 async def store_payment_batch(connection: asyncpg.Connection, pool: str, payment_row: dict[str, Any],
                               outputs: list[tuple[str, int, int]]) -> int:
-    """STAND-IN for the payment sender's store (``payouts/payments.py``): swap in the real function.
-
-    One transaction: the ``payments`` row, its ``payment_outputs`` (address, amount, debited), a
-    ``payment`` journal debit (-debited) per output and the balance decrements (a balance cannot
-    go below 0: the CHECK refuses, and nothing is stored).  The new payment id.
-    """
-    addresses = [output[0] for output in outputs]
-    amounts = [output[1] for output in outputs]
-    debited = [output[2] for output in outputs]
-    async with connection.transaction():
-        payment_id = await connection.fetchval(
-            """INSERT INTO payments (pool, status, txid, raw_tx, amount, fee, fee_paid_by, payees)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id""",
-            pool, payment_row["status"], payment_row["txid"], payment_row["raw_tx"], payment_row["amount"],
-            payment_row["fee"], payment_row["fee_paid_by"], len(outputs))
-        await connection.execute(
-            """INSERT INTO payment_outputs (payment_id, address, amount, debited)
-               SELECT $1, address, amount, debited
-                 FROM unnest($2::text[], $3::bigint[], $4::bigint[]) AS o (address, amount, debited)""",
-            payment_id, addresses, amounts, debited)
-        await connection.execute(
-            """INSERT INTO journal (pool, address, amount, reason, payment_id)
-               SELECT $1, address, -debited, 'payment', $2
-                 FROM unnest($3::text[], $4::bigint[]) AS o (address, debited)""",
-            pool, payment_id, addresses, debited)
-        updated = await connection.fetchval(
-            """WITH debit AS (
-                   UPDATE balances AS b SET amount = b.amount - o.debited, paid = b.paid + o.debited,
-                                            updated = now()
-                     FROM unnest($2::text[], $3::bigint[]) AS o (address, debited)
-                    WHERE b.pool = $1 AND b.address = o.address
-                   RETURNING 1)
-               SELECT count(*) FROM debit""",
-            pool, addresses, debited)
-        if updated != len(outputs):
-            raise RuntimeError(f"payment {payment_id}: {len(outputs) - updated} payees have no balance")
-    return payment_id
+    """The payment sender's own store (``PaymentSender.store_payment``): in one transaction the
+    ``payments`` row, its ``payment_outputs`` (address, amount, debited), the journal debits and the
+    balance decrements (locked in address order; a balance short of its debit stores nothing)."""
+    sender = PaymentSender(None, None, pool, lambda address: b"", PaymentPolicy())
+    built = BuiltPayment(payment_row["raw_tx"], payment_row["txid"], payment_row["fee"],
+                         [PaymentOutput(address, amount, debited) for address, amount, debited in outputs])
+    payment = await sender.store_payment(connection, built)
+    return payment["id"]
 
 
 async def store_payment_batch_rowwise(connection: asyncpg.Connection, pool: str, payment_row: dict[str, Any],

@@ -206,7 +206,7 @@ class PaymentRun:
 
 
 @dataclass
-class _Built:
+class BuiltPayment:
     raw_tx: str
     txid: str
     fee: int
@@ -507,7 +507,7 @@ class PaymentSender:
                                             "payments stopped")
                 return
             try:
-                payment = await self._store(connection, built)
+                payment = await self.store_payment(connection, built)
             except PaymentError as error:
                 self._alert(run, "store", f"a payment could not be stored (nothing sent): {error}")
                 return
@@ -519,7 +519,7 @@ class PaymentSender:
                 return
             reserve.trusted -= sum(output.debited for output in built.outputs)
 
-    async def _build(self, batch: list[Payee]) -> _Built:
+    async def _build(self, batch: list[Payee]) -> BuiltPayment:
         scripts = [self.script_of(payee.address) for payee in batch]
         outputs = [{payee.address: _coins(payee.amount)} for payee in batch]
         # Signals BIP125 replaceability, so that on a coin whose mempool allows it a stuck payment can
@@ -540,9 +540,9 @@ class PaymentSender:
         decoded = await self.wallet.call("decoderawtransaction", signed["hex"], timeout=self.rpc_timeout)
         vout = [(bytes.fromhex(out["scriptPubKey"]["hex"]), _satoshis(out["value"])) for out in decoded["vout"]]
         matched = match_outputs(batch, vout, scripts, fee, self.policy.fee_paid_by)
-        return _Built(signed["hex"], decoded["txid"], fee, matched)
+        return BuiltPayment(signed["hex"], decoded["txid"], fee, matched)
 
-    async def _store(self, connection: asyncpg.Connection, built: _Built) -> asyncpg.Record:
+    async def store_payment(self, connection: asyncpg.Connection, built: BuiltPayment) -> asyncpg.Record:
         """Store the signed payment and debit the balances, all in one transaction."""
         outputs = sorted(built.outputs, key=lambda output: merkle.sort_key(output.address))
         addresses = [output.address for output in outputs]
