@@ -22,7 +22,7 @@ from pool.blocks import BlockSubmitter
 from pool.config import PoolConfig
 from pool.daemon import DaemonClient, DaemonEndpoint, DaemonError
 from pool.database import connect_pool, drop_share_partitions_before, ensure_share_partitions, migrate
-from pool.ledger import PostgresRecorder
+from pool.ledger_process import LedgerProcess
 from pool.pgserver import PgServer
 from pool.recorder import FanoutRecorder, LogRecorder, Recorder
 from pool.stats import LiveStats, MemoryStats, RedisStats, hashes_per_difficulty
@@ -44,14 +44,15 @@ class RunningPool:
     blocks: BlockSubmitter
     recorder: Recorder
     db: asyncpg.Pool | None = None
-    ledger: PostgresRecorder | None = None
+    ledger: LedgerProcess | None = None
     stats: LiveStats | None = None
     tracker: BlockTracker | None = None
     embedded_postgres: PgServer | None = None
 
 
-async def open_database(config: PoolConfig) -> tuple[asyncpg.Pool, PgServer | None]:
-    """The configured PostgreSQL, or an embedded one in the data directory; migrated, partitions made."""
+async def open_database(config: PoolConfig) -> tuple[asyncpg.Pool, PgServer | None, str]:
+    """The configured PostgreSQL, or an embedded one in the data directory; migrated, partitions made.
+    Returns the connection pool, the embedded server (None for database.dsn) and the DSN."""
     embedded = None
     dsn = config.database.dsn
     if not dsn:
@@ -70,7 +71,7 @@ async def open_database(config: PoolConfig) -> tuple[asyncpg.Pool, PgServer | No
         if embedded is not None:
             await asyncio.to_thread(embedded.stop)
         raise
-    return db, embedded
+    return db, embedded, dsn
 
 
 def make_stats(config: PoolConfig) -> LiveStats:
@@ -152,11 +153,12 @@ async def run_pool(config: PoolConfig, shutdown: asyncio.Event, *, recorder: Rec
     if recorder is None:
         parts: list[Recorder] = []
         if use_database:
-            db, embedded = await open_database(config)
-            ledger = PostgresRecorder(
-                db, config.pool_name, Path(config.data_dir) / "spill",
+            db, embedded, dsn = await open_database(config)
+            # The ledger's rows are encoded and written by a process of its own, off this event loop.
+            ledger = LedgerProcess(
+                dsn, config.pool_name, Path(config.data_dir) / "spill",
                 flush_interval_s=config.database.flush_interval_s, batch_size=config.database.batch_size,
-                write_timeout_s=config.database.write_timeout_s,
+                write_timeout_s=config.database.write_timeout_s, log_level=config.log_level,
             )
             parts.append(ledger)
         stats = make_stats(config)

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import asdict, dataclass
+import operator
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Protocol
 
@@ -32,6 +33,10 @@ class ShareRecord:
     node_id: int
     ip: str
     is_block: bool
+
+
+# A record's fields as a plain tuple in declaration order (one C call per record).
+share_fields = operator.attrgetter(*(field.name for field in fields(ShareRecord)))
 
 
 @dataclass(slots=True)
