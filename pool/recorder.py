@@ -123,6 +123,14 @@ class FanoutRecorder:
         self.recorders = [r for r in recorders if r is not None]
         self._share_calls = [r.record_share for r in self.recorders]
         self._block_calls = [r.record_block for r in self.recorders]
+        if len(self._share_calls) == 2:  # the pool's usual pair (ledger, statistics): no loop per share
+            first, second = self._share_calls
+
+            def record_share(share: ShareRecord) -> None:
+                first(share)
+                second(share)
+
+            self.record_share = record_share  # type: ignore[method-assign]
 
     async def start(self) -> None:
         for recorder in self.recorders:
