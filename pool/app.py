@@ -6,6 +6,7 @@ import contextlib
 import gc
 import logging
 import signal
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -31,6 +32,8 @@ from pool.tracker import BlockTracker
 from pool.work import WorkSource
 
 logger = logging.getLogger(__name__)
+
+SWITCH_INTERVAL_S = 0.0005
 
 
 @dataclass
@@ -203,6 +206,9 @@ async def run_pool(config: PoolConfig, shutdown: asyncio.Event, *, recorder: Rec
             # broadcast): keep what exists at start-up out of them and collect young objects less often.
             gc.freeze()
             gc.set_threshold(50_000, 20, 100)
+            # The scrypt hashing threads need the GIL back after every batch, and a busy loop gives it
+            # up only once per switch interval (5 ms by default, longer than a batch of 64 takes).
+            sys.setswitchinterval(SWITCH_INTERVAL_S)
             running = RunningPool(config, daemon, server, work, blocks, recorder, db, ledger, stats, tracker, embedded)
             work_task = asyncio.ensure_future(work.run())
             try:
