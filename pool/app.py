@@ -27,7 +27,7 @@ from pool.blocks import BlockSubmitter
 from pool.config import PoolConfig
 from pool.daemon import DaemonClient, DaemonEndpoint, DaemonError
 from pool.database import connect_pool, drop_share_partitions_before, ensure_share_partitions, migrate
-from pool.ledger import PostgresRecorder
+from pool.ledger_process import LedgerProcess
 from pool.pgserver import PgServer
 from pool.recorder import FanoutRecorder, LogRecorder, Recorder
 from pool.stats import LiveStats, MemoryStats, RedisStats, hashes_per_difficulty
@@ -36,6 +36,8 @@ from pool.tracker import BlockTracker
 from pool.work import WorkSource
 
 logger = logging.getLogger(__name__)
+
+SWITCH_INTERVAL_S = 0.0005
 
 
 @dataclass
@@ -49,14 +51,15 @@ class RunningPool:
     blocks: BlockSubmitter
     recorder: Recorder
     db: asyncpg.Pool | None = None
-    ledger: PostgresRecorder | None = None
+    ledger: LedgerProcess | None = None
     stats: LiveStats | None = None
     tracker: BlockTracker | None = None
     embedded_postgres: PgServer | None = None
 
 
-async def open_database(config: PoolConfig) -> tuple[asyncpg.Pool, PgServer | None]:
-    """The configured PostgreSQL, or an embedded one in the data directory; migrated, partitions made."""
+async def open_database(config: PoolConfig) -> tuple[asyncpg.Pool, PgServer | None, str]:
+    """The configured PostgreSQL, or an embedded one in the data directory; migrated, partitions made.
+    Returns the connection pool, the embedded server (None for database.dsn) and the DSN."""
     embedded = None
     dsn = config.database.dsn
     if not dsn:
@@ -75,7 +78,7 @@ async def open_database(config: PoolConfig) -> tuple[asyncpg.Pool, PgServer | No
         if embedded is not None:
             await asyncio.to_thread(embedded.stop)
         raise
-    return db, embedded
+    return db, embedded, dsn
 
 
 def make_stats(config: PoolConfig) -> LiveStats:
@@ -238,11 +241,12 @@ async def run_pool(config: PoolConfig, shutdown: asyncio.Event, *, recorder: Rec
     if recorder is None:
         parts: list[Recorder] = []
         if use_database:
-            db, embedded = await open_database(config)
-            ledger = PostgresRecorder(
-                db, config.pool_name, Path(config.data_dir) / "spill",
+            db, embedded, dsn = await open_database(config)
+            # The ledger's rows are encoded and written by a process of its own, off this event loop.
+            ledger = LedgerProcess(
+                dsn, config.pool_name, Path(config.data_dir) / "spill",
                 flush_interval_s=config.database.flush_interval_s, batch_size=config.database.batch_size,
-                write_timeout_s=config.database.write_timeout_s,
+                write_timeout_s=config.database.write_timeout_s, log_level=config.log_level,
             )
             parts.append(ledger)
         stats = make_stats(config)
@@ -295,6 +299,9 @@ async def run_pool(config: PoolConfig, shutdown: asyncio.Event, *, recorder: Rec
             # broadcast): keep what exists at start-up out of them and collect young objects less often.
             gc.freeze()
             gc.set_threshold(50_000, 20, 100)
+            # The scrypt hashing threads need the GIL back after every batch, and a busy loop gives it
+            # up only once per switch interval (5 ms by default, longer than a batch of 64 takes).
+            sys.setswitchinterval(SWITCH_INTERVAL_S)
             running = RunningPool(config, daemon, server, work, blocks, recorder, db, ledger, stats, tracker, embedded)
             if config.api.metrics_listen:
                 from pool.metrics import start_metrics_server

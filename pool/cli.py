@@ -88,7 +88,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
         from pool.database import SchemaError
 
         try:
-            db, embedded = await open_database(config)
+            db, embedded, _ = await open_database(config)
         except SchemaError as exc:
             print(f"pool migrate: {exc}", file=sys.stderr)
             return 2
@@ -112,7 +112,7 @@ def cmd_verify_block(args: argparse.Namespace) -> int:
     async def main() -> int:
         from pool.app import make_payout_processor, open_database
 
-        db, embedded = await open_database(config)
+        db, embedded, _ = await open_database(config)
         try:
             ok, detail = await make_payout_processor(config, db).verify_block(args.height)
         finally:

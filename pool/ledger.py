@@ -79,6 +79,24 @@ def share_row(share: ShareRecord, pool_name: str) -> tuple:
             share.coinbase_value, share.node_id, share.ip, share.is_block)
 
 
+def share_row_of_fields(fields: tuple, pool_name: str) -> tuple:
+    """The shares table row of a record's fields in `ShareRecord` order (as `share_fields` gives them)."""
+    (share_id, created, address, worker, credited_difficulty, actual_difficulty, network_difficulty, height,
+     coinbase_value, node_id, ip, is_block) = fields
+    return (share_id, _timestamp(created), pool_name, address, worker, credited_difficulty, actual_difficulty,
+            network_difficulty, height, coinbase_value, node_id, ip, is_block)
+
+
+def shares_entry(rows: list[tuple]) -> dict:
+    """The spill file entry of a batch of share rows."""
+    return {"kind": "shares", "rows": [[_jsonable(v) for v in row] for row in rows]}
+
+
+def block_entry(block: BlockRecord) -> dict:
+    """The spill file entry of a block record."""
+    return {"kind": "block", **{name: _jsonable(getattr(block, name)) for name in BlockRecord.__slots__}}
+
+
 class SpillFile:
     """Append-only JSON lines, one batch a line, fsync'd; replayed files are renamed first."""
 
@@ -228,21 +246,26 @@ class PostgresRecorder:
         in any way, it goes to the spill, whose replay stores it once whether or not it committed."""
         while self._buffer:
             batch, self._buffer = self._buffer[: self.batch_size], self._buffer[self.batch_size:]
-            rows = [share_row(share, self.pool_name) for share in batch]
-            if self.healthy:
-                try:
-                    await self._write_shares(rows)
-                    continue
-                except asyncio.CancelledError:
-                    self._spill_shares(rows)
-                    raise
-                except Exception as exc:
-                    self._went_away(exc)
             try:
-                self._spill_shares(rows)
+                await self.write_rows([share_row(share, self.pool_name) for share in batch])
             except OSError:
                 self._buffer[:0] = batch  # the disk failed too: keep them in memory, try again
                 raise
+
+    async def write_rows(self, rows: list[tuple]) -> None:
+        """One batch of share rows to PostgreSQL when it answers in time, else to the spill.
+
+        Returns once the batch is committed or spilled; raises OSError only when the spill failed too."""
+        if self.healthy:
+            try:
+                await self._write_shares(rows)
+                return
+            except asyncio.CancelledError:
+                self._spill_shares(rows)
+                raise
+            except Exception as exc:
+                self._went_away(exc)
+        self._spill_shares(rows)
 
     async def _write_shares(self, rows: list[tuple]) -> int:
         async with self._write_lock:
@@ -258,8 +281,7 @@ class PostgresRecorder:
         return inserted
 
     def _spill_shares(self, rows: list[tuple]) -> None:
-        entry = {"kind": "shares", "rows": [[_jsonable(v) for v in row] for row in rows]}
-        self.spill.append(entry)
+        self.spill.append(shares_entry(rows))
         self.stats["batches_spilled"] += 1
         self.stats["shares_spilled"] += len(rows)
 
@@ -272,8 +294,12 @@ class PostgresRecorder:
 
     # -- blocks ----------------------------------------------------------------------------
 
+    async def write_block(self, block: BlockRecord) -> None:
+        """One block row now, in its own transaction; to the spill when PostgreSQL does not take it."""
+        await self._write_block(block)
+
     async def _write_block(self, block: BlockRecord) -> None:
-        entry = {"kind": "block", **{name: _jsonable(getattr(block, name)) for name in BlockRecord.__slots__}}
+        entry = block_entry(block)
         if self.healthy:
             try:
                 async with asyncio.timeout(self.write_timeout_s):

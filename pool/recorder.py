@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import asdict, dataclass
+import operator
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Protocol
 
@@ -32,6 +33,10 @@ class ShareRecord:
     node_id: int
     ip: str
     is_block: bool
+
+
+# A record's fields as a plain tuple in declaration order (one C call per record).
+share_fields = operator.attrgetter(*(field.name for field in fields(ShareRecord)))
 
 
 @dataclass(slots=True)
@@ -118,6 +123,14 @@ class FanoutRecorder:
         self.recorders = [r for r in recorders if r is not None]
         self._share_calls = [r.record_share for r in self.recorders]
         self._block_calls = [r.record_block for r in self.recorders]
+        if len(self._share_calls) == 2:  # the pool's usual pair (ledger, statistics): no loop per share
+            first, second = self._share_calls
+
+            def record_share(share: ShareRecord) -> None:
+                first(share)
+                second(share)
+
+            self.record_share = record_share  # type: ignore[method-assign]
 
     async def start(self) -> None:
         for recorder in self.recorders:

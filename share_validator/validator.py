@@ -257,9 +257,11 @@ class ShareValidator:
         # 2. who and which job
         if worker not in state.authorized:
             raise ShareRejected(Reject.UNAUTHORIZED)
-        sent = state.lookup(job_id)
+        sent = state.jobs.get(job_id)  # state.lookup, inline: this runs per share
         if sent is None:
-            raise ShareRejected(Reject.JOB_NOT_FOUND)
+            sent = state.previous_jobs.get(job_id)
+            if sent is None:
+                raise ShareRejected(Reject.JOB_NOT_FOUND)
         pool_job_id, difficulty = sent
         stale = False
         job = self.jobs.get(pool_job_id)

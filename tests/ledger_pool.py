@@ -1,6 +1,6 @@
 """A Stratum server recording into PostgreSQL, for the ledger's load and crash tests.
 
-Run as ``python tests/ledger_pool.py DSN SPILL_DIR`` (it prints ``PORT <n>`` when ready, and shuts
+Run as ``python tests/ledger_pool.py DSN SPILL_DIR [in-process|process]`` (it prints ``PORT <n>`` when ready, and shuts
 down as ``pool run`` does on SIGTERM: Stratum server first, then the recorder's final flush), or
 use ``start_pool`` in-process.  Its work is a real regtest template (tests/data) with mainnet bits,
 so every random nonce is a valid share and none is a block.
@@ -20,6 +20,7 @@ from share_validator.validator import ShareValidator
 from pool.config import parse_config
 from pool.database import connect_pool
 from pool.ledger import PostgresRecorder
+from pool.ledger_process import LedgerProcess
 from pool.recorder import FanoutRecorder
 from pool.stratum.server import StratumServer
 
@@ -45,11 +46,16 @@ def job(job_id: str = "1") -> Job:
 
 
 async def start_pool(dsn: str, spill_dir: str, *, flush_interval_s: float = 0.5, write_timeout_s: float = 2.0,
-                     stats=None):
+                     stats=None, writer: str = "in-process"):
+    """``writer``: "in-process" (PostgresRecorder on the pool's loop) or "process" (LedgerProcess, as pool run)."""
     conf = config()
     db = await connect_pool(dsn, command_timeout=10)
-    recorder = PostgresRecorder(db, "litecoin-regtest", spill_dir, flush_interval_s=flush_interval_s,
-                                write_timeout_s=write_timeout_s, replay_interval_s=0.5)
+    if writer == "process":
+        recorder = LedgerProcess(dsn, "litecoin-regtest", spill_dir, flush_interval_s=flush_interval_s,
+                                 write_timeout_s=write_timeout_s, replay_interval_s=0.5)
+    else:
+        recorder = PostgresRecorder(db, "litecoin-regtest", spill_dir, flush_interval_s=flush_interval_s,
+                                    write_timeout_s=write_timeout_s, replay_interval_s=0.5)
     if stats is not None:
         recorder = FanoutRecorder(recorder, stats)
     server = StratumServer(conf, ShareValidator(conf.coin), recorder)
@@ -65,8 +71,8 @@ async def stop_pool(server, recorder, db) -> None:
     await db.close()
 
 
-async def main(dsn: str, spill_dir: str) -> None:
-    server, recorder, db = await start_pool(dsn, spill_dir)
+async def main(dsn: str, spill_dir: str, writer: str) -> None:
+    server, recorder, db = await start_pool(dsn, spill_dir, writer=writer)
     shutdown = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, shutdown.set)
     print(f"PORT {server.ports[0]}", flush=True)
@@ -76,4 +82,4 @@ async def main(dsn: str, spill_dir: str) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1], sys.argv[2]))
+    asyncio.run(main(sys.argv[1], sys.argv[2], sys.argv[3] if len(sys.argv) > 3 else "in-process"))

@@ -19,7 +19,7 @@ logger = logging.getLogger(__name__)
 
 
 class StratumProtocol(asyncio.Protocol):
-    __slots__ = ("server", "port", "transport", "session", "_buffer", "max_line", "send_limit", "peer_ip")
+    __slots__ = ("server", "port", "transport", "session", "_buffer", "max_line", "send_limit", "peer_ip", "fd")
 
     def __init__(self, server: StratumServer, port: PortConfig) -> None:
         self.server = server
@@ -30,6 +30,7 @@ class StratumProtocol(asyncio.Protocol):
         self.max_line = server.config.max_line_bytes
         self.send_limit = server.config.send_buffer_bytes
         self.peer_ip = ""
+        self.fd = -1  # the socket's descriptor, for the broadcast's direct writes (see send_direct)
 
     # -- asyncio callbacks ---------------------------------------------------------------
 
@@ -41,6 +42,7 @@ class StratumProtocol(asyncio.Protocol):
         if sock is not None:
             try:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                self.fd = sock.fileno()
             except OSError:
                 pass
         # Pause reading from the peer (not our writing) when the kernel queue backs up.
@@ -80,6 +82,7 @@ class StratumProtocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         session, self.session = self.session, None
         self._buffer = b""
+        self.fd = -1
         if session is not None:
             self.server.close_session(session)
         self.transport = None
@@ -100,6 +103,13 @@ class StratumProtocol(asyncio.Protocol):
         transport.write(data)
         if transport.get_write_buffer_size() > self.send_limit:
             self._check_send_buffer()
+
+    def can_send_direct(self) -> bool:
+        """Whether bytes may go straight to the socket: open, and nothing queued in the transport
+        (so they cannot overtake earlier ones)."""
+        transport = self.transport
+        return (self.fd >= 0 and transport is not None and not transport.is_closing()
+                and not transport.get_write_buffer_size())
 
     def close(self, *, abort: bool = False) -> None:
         if self.transport is not None and not self.transport.is_closing():

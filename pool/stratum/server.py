@@ -34,6 +34,27 @@ BlockSink = Callable[[ShareResult, Session], None]
 AddressCheck = Callable[[str], Awaitable[bool]]
 
 
+PARALLEL_BROADCAST_MIN = 512  # connections; fewer are written from the loop thread alone
+
+
+def _write_to_all(fds: list[int], line: bytes) -> list[tuple[int, int]]:
+    """Write the line to each socket; the (fd, bytes written) of those that did not take all of it.
+    A broken connection is skipped: its transport finds out by itself."""
+    short = []
+    write = os.write
+    size = len(line)
+    for fd in fds:
+        try:
+            written = write(fd, line)
+        except (BlockingIOError, InterruptedError):
+            written = 0
+        except OSError:
+            continue
+        if written < size:
+            short.append((fd, written))
+    return short
+
+
 class StratumServer:
     def __init__(
         self,
@@ -46,6 +67,7 @@ class StratumServer:
         clock: Callable[[], float] = time.time,
         batch_size: int = 64,
         hash_threads: int | None = None,
+        broadcast_threads: int | None = None,
     ) -> None:
         self.pool_config = pool_config
         self.config = pool_config.stratum
@@ -84,6 +106,11 @@ class StratumServer:
         self._batch_wakeup: asyncio.Event | None = None
         self._hash_threads = hash_threads or max(1, min(4, os.cpu_count() or 1))
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self.parallel_broadcast_min = PARALLEL_BROADCAST_MIN
+        self._broadcast_helpers = broadcast_threads - 1 if broadcast_threads else min(4, os.cpu_count() or 1) - 1
+        self._broadcast_executor = (concurrent.futures.ThreadPoolExecutor(self._broadcast_helpers,
+                                                                          thread_name_prefix="broadcast")
+                                    if self._broadcast_helpers > 0 else None)
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -122,6 +149,8 @@ class StratumServer:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._executor:
             self._executor.shutdown(wait=True, cancel_futures=True)
+        if self._broadcast_executor:
+            self._broadcast_executor.shutdown(wait=True)
 
     def track(self, task: asyncio.Future) -> None:
         self._tasks.add(task)
@@ -288,8 +317,12 @@ class StratumServer:
         line = self.notify_line(job, clean)
         job_id = job.job_id
         receivers = [session for session in self.sessions if session.workers]
-        for session in receivers:  # all the writes first: the last miner hears of the block soonest
-            session.protocol.send(line)
+        # All the writes first: the last miner hears of the block soonest.
+        if len(receivers) >= self.parallel_broadcast_min and self._broadcast_helpers > 0:
+            self._broadcast_parallel(receivers, line)
+        else:
+            for session in receivers:
+                session.protocol.send(line)
         for session in receivers:
             if clean:
                 session.state.new_tip(job_id, session.difficulty)
@@ -297,6 +330,36 @@ class StratumServer:
                 session.state.job_sent(job_id, session.difficulty)
         self.stats["jobs"] += 1
         return len(receivers)
+
+    def _broadcast_parallel(self, receivers: list[Session], line: bytes) -> None:
+        """One line to many connections, the writes spread over this thread and the helper threads.
+
+        Sending is nearly all kernel time, and ``os.write`` releases the GIL, so the writes run on
+        several cores. Only connections whose transport has nothing queued are written directly;
+        the loop is held until every helper is done (no other write can come in between), and what
+        a full socket did not take goes through the transport afterwards, in order."""
+        direct = []
+        for session in receivers:
+            protocol = session.protocol
+            if protocol.can_send_direct():
+                direct.append(protocol.fd)
+            else:
+                protocol.send(line)
+        if not direct:
+            return
+        parts = self._broadcast_helpers + 1
+        size = -(-len(direct) // parts)
+        chunks = [direct[start:start + size] for start in range(0, len(direct), size)]
+        futures = [self._broadcast_executor.submit(_write_to_all, chunk, line) for chunk in chunks[1:]]
+        short = _write_to_all(chunks[0], line)
+        for future in futures:
+            short.extend(future.result())
+        if short:
+            by_fd = {session.protocol.fd: session.protocol for session in receivers}
+            for fd, written in short:
+                protocol = by_fd.get(fd)
+                if protocol is not None:
+                    protocol.send(line[written:])
 
     def work_unavailable(self, reason: str) -> None:
         """The daemon cannot give work: stop handing out jobs and tell the miners once."""

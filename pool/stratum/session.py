@@ -302,7 +302,10 @@ class Session:
     def share_judged(self, msg_id: Any, result: ShareResult) -> None:
         """Answer a judged share and account for it (called by the server, maybe after a batch)."""
         if result.reject is None:
-            self.protocol.send(b'{"id":' + orjson.dumps(msg_id) + b',"result":true,"error":null}\n')
+            if type(msg_id) is int:
+                self.protocol.send(b'{"id":%d,"result":true,"error":null}\n' % msg_id)
+            else:
+                self.protocol.send(b'{"id":' + orjson.dumps(msg_id) + b',"result":true,"error":null}\n')
         else:
             self.send_error(msg_id, result.reject.code, result.reject.reason)
         if self.closed:

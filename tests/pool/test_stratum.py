@@ -7,6 +7,7 @@ import asyncio
 import json
 import math
 import pathlib
+import socket
 
 import pytest
 
@@ -224,6 +225,39 @@ async def test_new_block_job_is_clean_and_old_job_stale(make_pool):
     answer = await client.request("mining.submit", submit_params(old, nonce=5))
     assert answer["error"][0] == 21
     assert (await client.request("mining.submit", submit_params(notify["params"], nonce=5)))["result"] is True
+
+
+async def test_broadcast_written_by_several_threads_keeps_every_stream_whole(make_pool):
+    """Jobs written straight to the sockets from several threads: every miner gets every job, whole and
+    in order, also one that stops reading (its socket fills; the rest goes through its transport)."""
+    pool = await make_pool(broadcast_threads=3)
+    pool.server.parallel_broadcast_min = 1
+    miners = [(await pool.miner())[0] for _ in range(12)]
+    stalled = socket.create_connection(("127.0.0.1", pool.port))
+    stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    stalled.sendall(b'{"id": 1, "method": "mining.subscribe", "params": []}\n'
+                    b'{"id": 2, "method": "mining.authorize", "params": ["%s", "x"]}\n' % USER.encode())
+    await asyncio.sleep(0.2)
+    newest = max(pool.server.sessions, key=lambda session: session.number)  # the stalled one's
+    newest.protocol.transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    sent = []
+    for _ in range(60):
+        sent.append(pool.new_job(clean=False).job_id)
+        await asyncio.sleep(0.002)  # answers and transport writes go on between broadcasts
+    for client in miners:
+        got = [(await client.notification("mining.notify"))["params"][0] for _ in sent]
+        assert got == sent
+    stalled.setblocking(False)
+    received = b""
+    notified: list = []
+    while len(notified) < len(sent) + 1:  # the first is the job of the handshake
+        chunk = await asyncio.wait_for(asyncio.get_running_loop().sock_recv(stalled, 1 << 16), 5)
+        assert chunk, "closed by the server"
+        received += chunk
+        messages = [json.loads(line) for line in received.split(b"\n")[:-1]]  # every line whole JSON
+        notified = [m["params"][0] for m in messages if m.get("method") == "mining.notify"]
+    stalled.close()
+    assert notified[1:] == sent
 
 
 # -- configure, difficulty, extranonce, transactions --------------------------------------
