@@ -135,7 +135,8 @@ const poolPath = (rest = "") => `/pools/${encodeURIComponent(pool.id)}${rest}`;
 
 // -- building blocks -----------------------------------------------------------------------------------
 
-/** A figure: label, shown text, and its raw value in data-value (what the API said). */
+/** A figure: label, shown text, and its raw value in data-value (what the API said; amounts as the
+ * *_coins strings, since satoshis past 2**53 are not exact as JavaScript numbers). */
 function stat(field, label, text, raw = null, note = null) {
   return el("div", { class: "stat" },
     el("div", { class: "stat-label" }, label),
@@ -243,7 +244,7 @@ async function overviewPage() {
       stat("network-difficulty", "Network difficulty", formatScaled(network.difficulty), network.difficulty),
       stat("network-height", "Network height", network.height === null ? "-" : String(network.height), network.height),
       stat("network-hashrate", "Network hashrate", formatHashrate(network.hashrate), network.hashrate),
-      stat("total-paid", "Paid to miners", coinsText(pool.total_paid_coins), pool.total_paid),
+      stat("total-paid", "Paid to miners", coinsText(pool.total_paid_coins), pool.total_paid_coins),
       stat("fee", "Pool fee", `${pool.fee.total_percent} %`, pool.fee.total_percent),
       stat("scheme", "Payout scheme", scheme, pool.scheme.name),
     ),
@@ -283,7 +284,7 @@ async function paymentsPage(page) {
   const payments = await api(poolPath(`/payments?page=${page}&page_size=${pageSize}`));
   return [
     el("h1", {}, "Payments"),
-    stats(stat("total-paid", "Paid to miners", coinsText(pool.total_paid_coins), pool.total_paid),
+    stats(stat("total-paid", "Paid to miners", coinsText(pool.total_paid_coins), pool.total_paid_coins),
       stat("minimum-payout", "Minimum payout",
         pool.minimum_payout === null ? "-" : coinsText(formatCoins(pool.minimum_payout)), pool.minimum_payout)),
     section("Payments, newest first", table("payments", [
@@ -421,9 +422,9 @@ function estimatePage() {
       const estimate = await api(poolPath(`/estimate?${query}`));
       const money = (value) => value === null ? "-" : value.toFixed(2);
       result.replaceChildren(stats(
-        stat("coins-per-day", "Expected per day", coinsText(estimate.coins_per_day), estimate.satoshis_per_day),
+        stat("coins-per-day", "Expected per day", coinsText(estimate.coins_per_day), estimate.coins_per_day),
         stat("blocks-per-day", "Blocks per day", estimate.blocks_per_day.toPrecision(3), estimate.blocks_per_day),
-        stat("block-reward", "Block reward", coinsText(estimate.block_reward_coins), estimate.block_reward),
+        stat("block-reward", "Block reward", coinsText(estimate.block_reward_coins), estimate.block_reward_coins),
         stat("estimate-fee", "Pool fee", `${estimate.fee_percent} %`, estimate.fee_percent),
         stat("power-cost", "Electricity per day", money(estimate.power_cost_per_day), estimate.power_cost_per_day),
         stat("revenue", "Revenue per day", money(estimate.revenue_per_day), estimate.revenue_per_day),
