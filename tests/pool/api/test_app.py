@@ -3,6 +3,7 @@ the OpenAPI document against the routes, the live feed, /metrics."""
 from __future__ import annotations
 
 import asyncio
+import time
 
 import orjson
 import pytest
@@ -79,7 +80,12 @@ async def test_performance_series_cover_24_hours_and_30_days(client):
     times = [point["time"] for point in body["ten_minutes"]]
     assert times == sorted(times) and all(b - a == 600 for a, b in zip(times, times[1:]))
     assert sum(point["workers"] > 0 for point in body["ten_minutes"]) >= 2
-    assert max(point["hashrate"] for point in body["hourly"]) > 0
+    # The hour being filled is not shown: the 30 seeded minutes count only once they are in a past hour.
+    hour_start = body["hourly"][-1]["time"] + 3600
+    minute = int(time.time() // 60 * 60)
+    in_past_hours = sum(1 for ago in range(1, 31) if minute - 60 * ago < hour_start)
+    shown = sum(point["hashrate"] for point in body["hourly"]) * 3600 / 2**16
+    assert shown == pytest.approx(in_past_hours * 160)
 
 
 async def test_blocks_are_paged_newest_first_with_a_shortened_finder(client):
