@@ -10,6 +10,8 @@ need() { command -v "$1" >/dev/null 2>&1 || missing+=("$2"); }
 need litecoind litecoind
 need cc build-essential
 need redis-server redis-server
+# The dashboard tests drive Debian's Chromium headless (Playwright uses it; no browser download).
+need chromium chromium
 python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
 python3 -c 'import os, sys, sysconfig; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' \
   || missing+=(python3-dev)

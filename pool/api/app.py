@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.resources
 import logging
 import math
 import re
@@ -40,6 +41,7 @@ FEED = web.AppKey("feed", EventFeed)
 LIMITER = web.AppKey("limiter", "RateLimiter")
 METRICS = web.AppKey("metrics", "ApiMetrics")
 OPENAPI = web.AppKey("openapi", bytes)
+DASHBOARD = web.AppKey("dashboard", dict)
 
 MAX_PATH_BYTES = 2048
 DEFAULT_PAGE_SIZE = 20
@@ -204,6 +206,11 @@ async def get_miner(request: web.Request) -> web.Response:
     return json_response(miner)
 
 
+async def get_miner_performance(request: web.Request) -> web.Response:
+    data = pool_data(request)
+    return json_response(await data.miner_performance(path_address(request)))
+
+
 async def get_proof(request: web.Request) -> web.Response:
     data = pool_data(request)
     address = path_address(request)
@@ -266,6 +273,44 @@ async def get_metrics(request: web.Request) -> web.Response:
                         headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
+# -- the dashboard -------------------------------------------------------------------------------------
+
+#: The dashboard's files (pool/api/static, package data) and their types; nothing else is served.
+DASHBOARD_FILES = {"index.html": "text/html", "app.js": "text/javascript", "style.css": "text/css",
+                   "favicon.svg": "image/svg+xml"}
+#: Scripts, styles and data from this origin only: no inline script, no eval, no other host.
+DASHBOARD_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
+                 "base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+
+
+def load_dashboard() -> dict[str, bytes]:
+    static = importlib.resources.files("pool.api").joinpath("static")
+    return {name: static.joinpath(name).read_bytes() for name in DASHBOARD_FILES}
+
+
+def dashboard_response(request: web.Request, name: str) -> web.Response:
+    return web.Response(body=request.app[DASHBOARD][name], content_type=DASHBOARD_FILES[name],
+                        charset="utf-8" if DASHBOARD_FILES[name].startswith("text/") else None, headers={
+                            "Content-Security-Policy": DASHBOARD_CSP, "X-Content-Type-Options": "nosniff",
+                            "Referrer-Policy": "no-referrer", "Cache-Control": "no-cache"})
+
+
+async def get_dashboard(request: web.Request) -> web.Response:
+    return dashboard_response(request, "index.html")
+
+
+async def get_static(request: web.Request) -> web.Response:
+    name = request.match_info["name"]
+    if name not in DASHBOARD_FILES:
+        raise ApiError(404, "not_found", "no such file")
+    return dashboard_response(request, name)
+
+
+DASHBOARD_ROUTES: list[tuple[str, Callable[[web.Request], Awaitable[web.StreamResponse]]]] = [
+    ("/", get_dashboard),
+    ("/static/{name}", get_static),
+]
+
 ROUTES: list[tuple[str, Callable[[web.Request], Awaitable[web.StreamResponse]]]] = [
     ("/api/v1/pools", list_pools),
     ("/api/v1/pools/{pool}", get_pool),
@@ -275,6 +320,7 @@ ROUTES: list[tuple[str, Callable[[web.Request], Awaitable[web.StreamResponse]]]]
     ("/api/v1/pools/{pool}/payments", list_payments),
     ("/api/v1/pools/{pool}/miners", list_miners),
     ("/api/v1/pools/{pool}/miners/{address}", get_miner),
+    ("/api/v1/pools/{pool}/miners/{address}/performance", get_miner_performance),
     ("/api/v1/pools/{pool}/miners/{address}/proof/{height}", get_proof),
     ("/api/v1/pools/{pool}/estimate", get_estimate),
     ("/api/v1/pools/{pool}/events", stream_events),
@@ -514,7 +560,8 @@ def make_app(config: PoolConfig, db: asyncpg.Pool, *, network_poll_s: float | No
     app[METRICS] = ApiMetrics(data)
     app[FEED] = EventFeed(data)
     app[OPENAPI] = orjson.dumps(openapi_document(config))
-    for path, handler in ROUTES:
+    app[DASHBOARD] = load_dashboard()
+    for path, handler in ROUTES + DASHBOARD_ROUTES:
         app.router.add_get(path, handler)
 
     async def components(app: web.Application) -> AsyncIterator[None]:
@@ -550,7 +597,8 @@ async def run_api(config: PoolConfig, dsn: str, shutdown: asyncio.Event, *,
             site = web.TCPSite(runner, config.api.host, config.api.port, backlog=1024)
             await site.start()
             port = runner.addresses[0][1] if runner.addresses else config.api.port
-            logger.info("API on http://%s:%d/api/v1/pools", config.api.host, port)
+            logger.info("API on http://%s:%d/api/v1/pools, dashboard on http://%s:%d/", config.api.host, port,
+                        config.api.host, port)
             if on_ready is not None:
                 on_ready(port)
             await shutdown.wait()

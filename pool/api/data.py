@@ -402,6 +402,24 @@ class PoolData:
                                 "amount_coins": coins(row["amount"])} for row in earnings],
         }
 
+    async def miner_performance(self, address: str) -> dict[str, Any]:
+        """One miner's hashrate and workers per 10 minutes over 24 h (144 points; a range scan of the
+        address in the aggregates' primary key)."""
+        end_bucket = int(self.clock() // TEN_MINUTES_S)
+        first_bucket = end_bucket - SERIES_10M_POINTS
+        rows = await self.db.fetch(
+            """SELECT (floor(extract(epoch FROM minute) / $5))::bigint AS bucket, sum(difficulty_sum) AS d,
+                      count(DISTINCT worker) AS workers
+               FROM worker_minutes WHERE pool = $1 AND address = $2 AND minute >= $3 AND minute < $4
+               GROUP BY 1""",
+            self.pool, address, datetime.fromtimestamp(first_bucket * TEN_MINUTES_S, UTC),
+            datetime.fromtimestamp(end_bucket * TEN_MINUTES_S, UTC), TEN_MINUTES_S)
+        by_bucket = {row["bucket"]: (_finite(row["d"]), row["workers"]) for row in rows}
+        sums = [(bucket * TEN_MINUTES_S, *by_bucket.get(bucket, (0.0, 0)))
+                for bucket in range(first_bucket, end_bucket)]
+        return {"pool": self.pool, "address": address,
+                "ten_minutes": self._points({"width_s": TEN_MINUTES_S, "sums": sums})}
+
     # -- blocks, payouts, payments ---------------------------------------------------------------------
 
     async def blocks(self, offset: int, limit: int, status: str | None) -> tuple[int, list[dict[str, Any]]]:

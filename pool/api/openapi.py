@@ -128,6 +128,10 @@ SCHEMAS: dict[str, Any] = {
         "daily_earnings": {"type": "array", "items": _obj({
             "day": {"type": "string", "format": "date"}, "amount": _SATOSHIS, "amount_coins": _COINS})},
     }),
+    "MinerPerformance": _obj({
+        "pool": {"type": "string"}, "address": {"type": "string"},
+        "ten_minutes": {"type": "array", "items": _ref("SeriesPoint"), "description": "144 points: 24 h"},
+    }),
     "Proof": _obj({
         "height": _INTEGER, "block_hash": {"type": "string"}, "address": {"type": "string"},
         "amount": _SATOSHIS, "amount_coins": _COINS, "merkle_root": {"type": "string"},
@@ -210,6 +214,9 @@ def openapi_document(config: PoolConfig) -> dict[str, Any]:
                                [pool_parameter, *_PAGING], 400, 404, operation_id="listMiners"),
         f"{pool}/miners/{{address}}": _get("One miner: hashrate, workers, balance, payments, earnings",
                                            _json("Miner"), [pool_parameter, address_parameter], 400, 404, operation_id="getMiner"),
+        f"{pool}/miners/{{address}}/performance": _get(
+            "One miner's hashrate and workers per 10 minutes over 24 h", _json("MinerPerformance"),
+            [pool_parameter, address_parameter], 400, 404, operation_id="getMinerPerformance"),
         f"{pool}/miners/{{address}}/proof/{{height}}": _get(
             "The inclusion proof of a miner's payout in a block's payout report", _json("Proof"),
             [pool_parameter, address_parameter, _HEIGHT], 400, 404, operation_id="getProof"),

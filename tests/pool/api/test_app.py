@@ -3,6 +3,7 @@ the OpenAPI document against the routes, the live feed, /metrics."""
 from __future__ import annotations
 
 import asyncio
+import time
 
 import orjson
 import pytest
@@ -10,7 +11,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from api_seed import ALICE, BOB, CAROL, HOSTILE_WORKER, POOL, api_config, seed
 from payouts import merkle
-from pool.api.app import ROUTES, RateLimiter, make_app
+from pool.api.app import DASHBOARD_CSP, DASHBOARD_ROUTES, ROUTES, RateLimiter, make_app
 
 P = f"/api/v1/pools/{POOL}"
 
@@ -79,7 +80,12 @@ async def test_performance_series_cover_24_hours_and_30_days(client):
     times = [point["time"] for point in body["ten_minutes"]]
     assert times == sorted(times) and all(b - a == 600 for a, b in zip(times, times[1:]))
     assert sum(point["workers"] > 0 for point in body["ten_minutes"]) >= 2
-    assert max(point["hashrate"] for point in body["hourly"]) > 0
+    # The hour being filled is not shown: the 30 seeded minutes count only once they are in a past hour.
+    hour_start = body["hourly"][-1]["time"] + 3600
+    minute = int(time.time() // 60 * 60)
+    in_past_hours = sum(1 for ago in range(1, 31) if minute - 60 * ago < hour_start)
+    shown = sum(point["hashrate"] for point in body["hourly"]) * 3600 / 2**16
+    assert shown == pytest.approx(in_past_hours * 160)
 
 
 async def test_blocks_are_paged_newest_first_with_a_shortened_finder(client):
@@ -130,6 +136,20 @@ async def test_top_miners_and_one_miner(client, seeded):
     assert 0 < miner["immature_estimate"] <= 5_000_000_000 * 99 // 100 * 150 // 160
 
 
+async def test_miner_performance_is_the_miners_own_series(client):
+    body = await get(client, f"{P}/miners/{ALICE}/performance")
+    points = body["ten_minutes"]
+    assert body["address"] == ALICE and len(points) == 144
+    assert all(b["time"] - a["time"] == 600 for a, b in zip(points, points[1:]))
+    # Alice's 150 difficulty a minute (Bob's 10 not included), at most 10 minutes a bucket
+    assert max(point["hashrate"] for point in points) <= 10 * 150 * 2**16 / 600 + 1e-6
+    shown = sum(point["hashrate"] * 600 for point in points) / 2**16
+    assert 0 < shown <= 30 * 150 + 1e-6  # 30 minutes seeded; the bucket being filled is not shown
+    assert {point["workers"] for point in points} <= {0, 2}
+    unknown = await get(client, f"{P}/miners/{CAROL}/performance")
+    assert all(point["hashrate"] == 0 for point in unknown["ten_minutes"])
+
+
 async def test_estimate_uses_network_difficulty_reward_and_fee(client):
     body = await get(client, f"{P}/estimate?hashrate=1000&power_w=100&price_kwh=0.2&coin_price=50")
     hashes_per_block = 0.5 * 2**16  # the latest block's network difficulty, scrypt
@@ -147,6 +167,23 @@ async def test_worker_names_are_escaped_for_html(client):
     assert b"<" not in raw and b">" not in raw and b"&" not in raw
     assert b"\\u003cscript\\u003e" in raw
     assert HOSTILE_WORKER in {worker["name"] for worker in orjson.loads(raw)["workers"]}
+
+
+async def test_dashboard_is_served_with_a_content_security_policy(client):
+    response = await client.get("/")
+    page = await response.text()
+    assert response.status == 200 and response.content_type == "text/html"
+    assert response.headers["Content-Security-Policy"] == DASHBOARD_CSP and "script-src 'self'" in DASHBOARD_CSP
+    assert '<script type="module" src="/static/app.js">' in page and "<script>" not in page
+    for name, content_type in (("app.js", "text/javascript"), ("style.css", "text/css"),
+                               ("favicon.svg", "image/svg+xml")):
+        response = await client.get(f"/static/{name}")
+        assert response.status == 200 and response.content_type == content_type, name
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
+    script = await (await client.get("/static/app.js")).text()
+    assert "innerHTML" not in script and "insertAdjacentHTML" not in script and "eval(" not in script
+    for path in ("/static/../app.py", "/static/app.py", "/static/%2e%2e%2fapp.py", "/static/"):
+        assert (await client.get(path)).status == 404, path
 
 
 # -- hostile input -------------------------------------------------------------------------------------
@@ -283,7 +320,7 @@ async def test_openapi_document_matches_the_routes(client):
     assert document["openapi"].startswith("3.")
     documented = {path for path, item in document["paths"].items() if "get" in item}
     routed = {resource.canonical for resource in client.app.router.resources()}
-    assert documented == routed == {path for path, _ in ROUTES}
+    assert documented == routed - {path for path, _ in DASHBOARD_ROUTES} == {path for path, _ in ROUTES}
     for path, item in document["paths"].items():
         in_path = {parameter["name"] for parameter in item["get"]["parameters"] if parameter["in"] == "path"}
         assert in_path == {part[1:-1] for part in path.split("/") if part.startswith("{")}, path
@@ -311,6 +348,7 @@ async def test_json_shapes_follow_the_openapi_schemas(client):
     check("MinerPage", await get(client, f"{P}/miners"))
     check("Miner", await get(client, f"{P}/miners/{ALICE}"))
     check("Proof", await get(client, f"{P}/miners/{ALICE}/proof/100"))
+    check("MinerPerformance", await get(client, f"{P}/miners/{ALICE}/performance"))
     check("Estimate", await get(client, f"{P}/estimate?hashrate=5e6&coin_price=3"))
     check("Error", await get(client, f"{P}/miners/x", 400))
 
