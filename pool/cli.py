@@ -133,7 +133,7 @@ def cmd_pay(args: argparse.Namespace) -> int:
     async def main() -> int:
         from pool.app import make_payment_sender, open_database, wallet_client
 
-        db, embedded = await open_database(config)
+        db, embedded, _ = await open_database(config)
         try:
             async with wallet_client(config) as wallet:
                 sender = make_payment_sender(config, db, wallet)
@@ -164,7 +164,7 @@ def cmd_check_ledger(args: argparse.Namespace) -> int:
         from pool.app import make_payment_sender, open_database, wallet_client
         from pool.daemon import DaemonError
 
-        db, embedded = await open_database(config)
+        db, embedded, _ = await open_database(config)
         try:
             async with db.acquire() as connection:
                 problems = await check_invariant(connection, config.pool_name)
