@@ -83,8 +83,11 @@ async def test_blocks_mature_and_are_credited(tmp_path):
                                                          str(config_path), str(height)], capture_output=True, text=True)
         assert check.returncode == 0 and "OK" in check.stdout, check.stdout + check.stderr
         conn = await asyncpg.connect(pg.dsn)
-        await conn.execute("UPDATE shares SET credited_difficulty = credited_difficulty * 2 WHERE ctid IN "
-                           "(SELECT ctid FROM shares WHERE credited_difficulty > 0 LIMIT 1)")
+        # Tamper with a share inside the block's window (its newest share): credit it to another address.
+        await conn.execute(
+            "UPDATE shares SET address = $2 WHERE ctid IN (SELECT ctid FROM shares WHERE credited_difficulty > 0 "
+            "AND created <= (SELECT created FROM blocks WHERE height = $1 AND credited) "
+            "ORDER BY created DESC, share_id DESC LIMIT 1)", height, address)
         await conn.close()
         tampered = await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "pool.cli", "verify-block", "-c",
                                                             str(config_path), str(height)], capture_output=True, text=True)
