@@ -22,7 +22,6 @@ import json
 import os
 import random
 import signal
-import statistics
 import sys
 import tempfile
 import time
@@ -33,10 +32,9 @@ import aiohttp
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from share_validator.address import bech32_encode_segwit  # noqa: E402
-
-from pool.database import connect_pool, ensure_share_partitions, migrate  # noqa: E402
-from pool.pgserver import PgServer  # noqa: E402
+from pool.database import connect_pool, ensure_share_partitions, migrate
+from pool.pgserver import PgServer
+from share_validator.address import bech32_encode_segwit
 
 POOL = "litecoin-regtest"
 POOL_ADDRESS = bech32_encode_segwit("rltc", 0, bytes(20))

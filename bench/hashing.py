@@ -19,7 +19,7 @@ import platform
 import sys
 import time
 
-from share_validator import _pyhash, hashing
+from share_validator import hashing
 from share_validator.coins import get_coin
 from share_validator.job import Job, Template
 from share_validator.validator import Difficulty, MinerState, ShareValidator

@@ -44,7 +44,7 @@ import resource
 import secrets
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 # This file is named like the package it measures: keep its own folder off the import path.
@@ -117,7 +117,7 @@ async def seed(connection: asyncpg.Connection, args: argparse.Namespace) -> tupl
     total = args.window_shares + args.older_shares
     vardiff_from = total - total * 2 // 5
     network, network_after = network_difficulties(args.window_shares, total, args.miners, vardiff_from)
-    today = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     # The shares straddle midnight UTC: the window reads two daily partitions.
     start = today - timedelta(microseconds=SHARE_SPACING_US * total // 2)
     for day in {(start - timedelta(days=1)).date(), start.date(), today.date(), (today + timedelta(days=1)).date()}:

@@ -46,11 +46,40 @@ from payouts.fees import FeeConfig, FeeRecipient, split_reward
 from payouts.money import PayoutError
 from payouts.report import PayoutEntry, PayoutReport, Window, proof, verify_proof
 from payouts.schemes import (
-    DEFAULT_PPLNS_FACTOR, PPS_UNITS_PER_SATOSHI, Block, PplnsWindow, PpsCredits, ShareWork, fpps_credits,
-    pplns, pplns_from_window, pps_credits, prop, solo)
+    DEFAULT_PPLNS_FACTOR,
+    PPS_UNITS_PER_SATOSHI,
+    Block,
+    PplnsWindow,
+    PpsCredits,
+    ShareWork,
+    fpps_credits,
+    pplns,
+    pplns_from_window,
+    pps_credits,
+    prop,
+    solo,
+)
 
 __all__ = [
-    "Block", "DEFAULT_PPLNS_FACTOR", "FeeConfig", "FeeRecipient", "PPS_UNITS_PER_SATOSHI", "PayoutEntry",
-    "PayoutError", "PayoutReport", "PplnsWindow", "PpsCredits", "ShareWork", "Window", "fpps_credits",
-    "pplns", "pplns_from_window", "pps_credits", "proof", "prop", "solo", "split_reward", "verify_proof",
+    "DEFAULT_PPLNS_FACTOR",
+    "PPS_UNITS_PER_SATOSHI",
+    "Block",
+    "FeeConfig",
+    "FeeRecipient",
+    "PayoutEntry",
+    "PayoutError",
+    "PayoutReport",
+    "PplnsWindow",
+    "PpsCredits",
+    "ShareWork",
+    "Window",
+    "fpps_credits",
+    "pplns",
+    "pplns_from_window",
+    "pps_credits",
+    "proof",
+    "prop",
+    "solo",
+    "split_reward",
+    "verify_proof",
 ]

@@ -318,7 +318,7 @@ class PaymentSender:
                       transaction: Mapping[str, Any], run: PaymentRun) -> str:
         confirmations = int(transaction.get("confirmations", 0))
         if confirmations < 0:
-            replacement = await self._paying_replacement(payment, transaction)
+            replacement = await self._paying_replacement(connection, payment, transaction)
             if replacement is not None:
                 # A replacement that pays every output of this payment (a fee bump) is this payment.
                 await connection.execute(
@@ -356,10 +356,10 @@ class PaymentSender:
         await self._set_status(connection, payment, "broadcast", confirmations, run)
         return "broadcast"
 
-    async def _paying_replacement(self, payment: asyncpg.Record,
+    async def _paying_replacement(self, connection: asyncpg.Connection, payment: asyncpg.Record,
                                   transaction: Mapping[str, Any]) -> dict[str, Any] | None:
         """The wallet transaction conflicting with ``payment`` that pays all of its outputs, if any."""
-        outputs = await self.db.fetch("SELECT address, amount FROM payment_outputs WHERE payment_id = $1",
+        outputs = await connection.fetch("SELECT address, amount FROM payment_outputs WHERE payment_id = $1",
                                       payment["id"])
         wanted = {(self.script_of(row["address"]), row["amount"]) for row in outputs}
         for txid in transaction.get("walletconflicts", []):

@@ -50,7 +50,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from fractions import Fraction
 from typing import Any
 
@@ -61,7 +61,15 @@ from payouts.fees import FeeConfig
 from payouts.money import PayoutError, parse_decimal
 from payouts.report import PayoutReport
 from payouts.schemes import (
-    Block, PplnsWindow, ShareWork, fpps_credits, pplns_from_window, pps_credits, prop, solo)
+    Block,
+    PplnsWindow,
+    ShareWork,
+    fpps_credits,
+    pplns_from_window,
+    pps_credits,
+    prop,
+    solo,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -200,7 +208,7 @@ class PayoutProcessor:
         boundary = await connection.fetchval(_BOUNDARY_QUERY, self.pool_name, row["created"], stop_at)
         # Every share newer than ``after`` is before the boundary (all of them when there is none:
         # fewer shares than the window).
-        after = datetime.min.replace(tzinfo=timezone.utc) if boundary is None else boundary
+        after = datetime.min.replace(tzinfo=UTC) if boundary is None else boundary
         arguments = (self.pool_name, row["created"], after)
         newest = await connection.fetchval(_NEWEST_QUERY, *arguments)
         start: datetime | None = None

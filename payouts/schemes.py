@@ -42,14 +42,21 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from fractions import Fraction
 from typing import NamedTuple
 
 from payouts import merkle
 from payouts.fees import FeeConfig, split_reward
 from payouts.money import (
-    PayoutError, check_account, check_amount, decimal_text, exact_difficulty, fraction_text, parse_decimal)
+    PayoutError,
+    check_account,
+    check_amount,
+    decimal_text,
+    exact_difficulty,
+    fraction_text,
+    parse_decimal,
+)
 from payouts.report import PayoutEntry, PayoutReport, Window
 
 DEFAULT_PPLNS_FACTOR = 2
@@ -59,7 +66,7 @@ PAYING_STATUS = "confirmed"
 UNPAID_STATUSES = frozenset({"orphaned", "rejected"})
 BLOCK_STATUSES = frozenset({"pending", PAYING_STATUS}) | UNPAID_STATUSES
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _created_us(created: object, share_id: str) -> int:

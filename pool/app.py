@@ -16,13 +16,9 @@ from pathlib import Path
 import asyncpg
 from yarl import URL
 
-from share_validator.validator import ShareValidator
-
 from payouts.fees import FeeConfig
 from payouts.payments import PaymentPolicy, PaymentSender
 from payouts.processor import PayoutProcessor
-from share_validator.address import address_to_script
-
 from pool.blocks import BlockSubmitter
 from pool.config import PoolConfig
 from pool.daemon import DaemonClient, DaemonEndpoint, DaemonError
@@ -34,6 +30,8 @@ from pool.stats import LiveStats, MemoryStats, RedisStats, hashes_per_difficulty
 from pool.stratum.server import StratumServer
 from pool.tracker import BlockTracker
 from pool.work import WorkSource
+from share_validator.address import address_to_script
+from share_validator.validator import ShareValidator
 
 logger = logging.getLogger(__name__)
 
@@ -122,7 +120,7 @@ def make_payout_processor(config: PoolConfig, db: asyncpg.Pool) -> PayoutProcess
     block_value = None
     if payouts.scheme == "pps":
         coin = config.coin
-        block_value = lambda share: coin.block_subsidy(share.height)  # noqa: E731
+        block_value = lambda share: coin.block_subsidy(share.height)
     return PayoutProcessor(db, config.pool_name, payouts.scheme, fees, payouts.pplns_factor, block_value=block_value,
                            settle_s=payouts.pps_settle_s)
 

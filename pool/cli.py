@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -11,7 +12,6 @@ import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
-
 
 #: `pool run` hands the API process its database DSN here (not on the command line, where `ps` shows it).
 API_DSN_ENV = "QUARRY_API_DSN"
@@ -78,27 +78,35 @@ def cmd_api(args: argparse.Namespace) -> int:
     return _run_async(main())
 
 
+@contextlib.asynccontextmanager
+async def _database(config):
+    """The pool's database for a one-off command (the embedded server started and stopped with it)."""
+    from pool.app import open_database
+
+    db, embedded, _ = await open_database(config)
+    try:
+        yield db
+    finally:
+        await db.close()
+        if embedded is not None:
+            await asyncio.to_thread(embedded.stop)
+
+
 def cmd_migrate(args: argparse.Namespace) -> int:
     """Apply the missing schema migrations (the pool also does this at start)."""
     config = _load(args.config)
     _setup_logging(config.log_level)
 
     async def main() -> int:
-        from pool.app import open_database
         from pool.database import SchemaError
 
         try:
-            db, embedded, _ = await open_database(config)
+            async with _database(config) as db:
+                version = await db.fetchval("SELECT max(version) FROM schema_version")
         except SchemaError as exc:
             print(f"pool migrate: {exc}", file=sys.stderr)
             return 2
-        try:
-            version = await db.fetchval("SELECT max(version) FROM schema_version")
-            print(f"database schema at version {version}")
-        finally:
-            await db.close()
-            if embedded is not None:
-                await asyncio.to_thread(embedded.stop)
+        print(f"database schema at version {version}")
         return 0
 
     return _run_async(main())
@@ -110,15 +118,10 @@ def cmd_verify_block(args: argparse.Namespace) -> int:
     _setup_logging("WARNING")
 
     async def main() -> int:
-        from pool.app import make_payout_processor, open_database
+        from pool.app import make_payout_processor
 
-        db, embedded, _ = await open_database(config)
-        try:
+        async with _database(config) as db:
             ok, detail = await make_payout_processor(config, db).verify_block(args.height)
-        finally:
-            await db.close()
-            if embedded is not None:
-                await asyncio.to_thread(embedded.stop)
         print(f"block {args.height}: {'OK' if ok else 'MISMATCH'}: {detail}")
         return 0 if ok else 1
 
@@ -131,25 +134,19 @@ def cmd_pay(args: argparse.Namespace) -> int:
     _setup_logging(config.log_level)
 
     async def main() -> int:
-        from pool.app import make_payment_sender, open_database, wallet_client
+        from pool.app import make_payment_sender, wallet_client
 
-        db, embedded, _ = await open_database(config)
-        try:
-            async with wallet_client(config) as wallet:
-                sender = make_payment_sender(config, db, wallet)
-                while True:
-                    run = await sender.run_once()
-                    print(json.dumps({"locked_out": run.locked_out, "paid": run.paid,
-                                      "changed": {str(k): v for k, v in run.changed.items()},
-                                      "skipped": run.skipped, "alerts": run.alerts,
-                                      "reserve": run.reserve.as_dict() if run.reserve else None}), flush=True)
-                    if args.once:
-                        return 1 if run.alerts else 0
-                    await asyncio.sleep(config.payouts.payment_interval_s)
-        finally:
-            await db.close()
-            if embedded is not None:
-                await asyncio.to_thread(embedded.stop)
+        async with _database(config) as db, wallet_client(config) as wallet:
+            sender = make_payment_sender(config, db, wallet)
+            while True:
+                run = await sender.run_once()
+                print(json.dumps({"locked_out": run.locked_out, "paid": run.paid,
+                                  "changed": {str(k): v for k, v in run.changed.items()},
+                                  "skipped": run.skipped, "alerts": run.alerts,
+                                  "reserve": run.reserve.as_dict() if run.reserve else None}), flush=True)
+                if args.once:
+                    return 1 if run.alerts else 0
+                await asyncio.sleep(config.payouts.payment_interval_s)
 
     return _run_async(main())
 
@@ -161,11 +158,10 @@ def cmd_check_ledger(args: argparse.Namespace) -> int:
 
     async def main() -> int:
         from payouts.ledger import check_invariant
-        from pool.app import make_payment_sender, open_database, wallet_client
+        from pool.app import make_payment_sender, wallet_client
         from pool.daemon import DaemonError
 
-        db, embedded, _ = await open_database(config)
-        try:
+        async with _database(config) as db:
             async with db.acquire() as connection:
                 problems = await check_invariant(connection, config.pool_name)
             for line in problems:
@@ -182,10 +178,6 @@ def cmd_check_ledger(args: argparse.Namespace) -> int:
                         problems.append("negative reserve")
                 except DaemonError as exc:
                     print(f"reserve: the wallet does not answer: {exc}")
-        finally:
-            await db.close()
-            if embedded is not None:
-                await asyncio.to_thread(embedded.stop)
         return 1 if problems else 0
 
     return _run_async(main())

@@ -10,8 +10,8 @@ from __future__ import annotations
 import math
 import re
 import tomllib
-from decimal import Decimal, InvalidOperation
 from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 

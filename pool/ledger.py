@@ -22,7 +22,7 @@ import asyncio
 import logging
 import os
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +69,7 @@ _BLOCK_STATUS = {"candidate": "pending", "accepted": "pending", "unknown": "pend
 
 
 def _timestamp(seconds: float) -> datetime:
-    return datetime.fromtimestamp(seconds, tz=timezone.utc)
+    return datetime.fromtimestamp(seconds, tz=UTC)
 
 
 def share_row(share: ShareRecord, pool_name: str) -> tuple:
@@ -270,12 +270,11 @@ class PostgresRecorder:
     async def _write_shares(self, rows: list[tuple]) -> int:
         async with self._write_lock:
             async with asyncio.timeout(self.write_timeout_s):
-                async with self.db.acquire() as conn:
-                    async with conn.transaction():
-                        await conn.execute(
-                            "CREATE TEMP TABLE IF NOT EXISTS shares_staging (LIKE shares) ON COMMIT DELETE ROWS")
-                        await conn.copy_records_to_table("shares_staging", records=rows, columns=SHARE_COLUMNS)
-                        inserted = await conn.fetchval(_INSERT_FROM_STAGING)
+                async with self.db.acquire() as conn, conn.transaction():
+                    await conn.execute(
+                        "CREATE TEMP TABLE IF NOT EXISTS shares_staging (LIKE shares) ON COMMIT DELETE ROWS")
+                    await conn.copy_records_to_table("shares_staging", records=rows, columns=SHARE_COLUMNS)
+                    inserted = await conn.fetchval(_INSERT_FROM_STAGING)
         self.stats["shares_written"] += inserted
         self.stats["shares_duplicate"] += len(rows) - inserted
         return inserted
@@ -385,7 +384,7 @@ class PostgresRecorder:
         return replayed
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 
 

@@ -67,7 +67,7 @@ def find_redis_server(binary: str | os.PathLike[str] | None = None) -> str:
     return found
 
 
-def command(port: int, *args: str | bytes | int | float, host: str = "127.0.0.1",
+def command(port: int, *args: str | bytes | float, host: str = "127.0.0.1",
             timeout: float = 5.0) -> Any:
     """Send one command and return its decoded reply (``-ERR`` replies raise `RedisServerError`)."""
     parts = [b"*%d\r\n" % len(args)]
@@ -243,7 +243,7 @@ class RedisServer:
 
     # -- commands ----------------------------------------------------------------------------------
 
-    def command(self, *args: str | bytes | int | float, timeout: float = 5.0) -> Any:
+    def command(self, *args: str | bytes | float, timeout: float = 5.0) -> Any:
         if self.port is None:
             raise RedisServerError("not started")
         return command(self.port, *args, timeout=timeout)

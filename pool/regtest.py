@@ -25,7 +25,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -38,7 +37,6 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Self
 
-from pool.localnet import free_loopback_ports
 from pool.daemon import (
     GBT_RULES,
     DaemonAuthError,
@@ -51,6 +49,7 @@ from pool.daemon import (
     encode_json,
     rpc_error_from_reply,
 )
+from pool.localnet import free_loopback_ports
 
 logger = logging.getLogger(__name__)
 

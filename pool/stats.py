@@ -74,7 +74,7 @@ import secrets
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -168,7 +168,7 @@ def _describe(error: BaseException) -> str:
 def _unix_time(value: Any) -> float:
     if isinstance(value, datetime):
         if value.tzinfo is None:
-            value = value.replace(tzinfo=timezone.utc)
+            value = value.replace(tzinfo=UTC)
         return value.timestamp()
     return float(value)
 
@@ -184,7 +184,7 @@ class StatsBatch:
     ``["work", work, shares]`` and ``["block", height, hash, created]`` in the order they happened.
     """
 
-    __slots__ = ("workers", "round_ops", "shares")
+    __slots__ = ("round_ops", "shares", "workers")
 
     def __init__(self) -> None:
         self.workers: dict[tuple[int, str, str], list] = {}
@@ -247,8 +247,7 @@ class StatsBatch:
             else:
                 entry[0] += 1
                 entry[1] += difficulty
-                if created > entry[2]:
-                    entry[2] = created
+                entry[2] = max(entry[2], created)
             work_sum += work
             work_shares += 1
             counted += 1

@@ -87,12 +87,11 @@ class BlockTracker:
                 continue
             if verdict.status == "pending" and verdict.confirmations == row["confirmations"]:
                 continue
-            async with self.db.acquire() as conn:
-                async with conn.transaction():
-                    updated = await conn.execute(
-                        """UPDATE blocks SET status = $2, confirmations = $3, updated = now()
+            async with self.db.acquire() as conn, conn.transaction():
+                updated = await conn.execute(
+                    """UPDATE blocks SET status = $2, confirmations = $3, updated = now()
                            WHERE hash = $1 AND status = 'pending'""",
-                        row["hash"], verdict.status, verdict.confirmations)
+                    row["hash"], verdict.status, verdict.confirmations)
             if updated.endswith(" 1"):
                 changed += 1
                 self.changes.append((row["hash"], verdict.status, verdict.confirmations))

@@ -23,8 +23,16 @@ def tidy(difficulty: float) -> float:
 
 
 class VarDiff:
-    __slots__ = ("target_s", "retarget_s", "variance", "min_difficulty", "max_difficulty", "enabled",
-                 "window_start", "shares")
+    __slots__ = (
+        "enabled",
+        "max_difficulty",
+        "min_difficulty",
+        "retarget_s",
+        "shares",
+        "target_s",
+        "variance",
+        "window_start",
+    )
 
     def __init__(self, *, target_share_s: float, retarget_s: float, variance_pct: float,
                  min_difficulty: float, max_difficulty: float, enabled: bool, now: float) -> None:

@@ -19,9 +19,8 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from share_validator.job import Job, Template, TemplateError
-
 from pool.daemon import DaemonClient, DaemonError
+from share_validator.job import Job, Template, TemplateError
 
 if TYPE_CHECKING:
     from pool.config import PoolConfig

@@ -15,9 +15,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from share_validator import hashing
 from share_validator.coins import Coin
 from share_validator.difficulty import bits_to_target, target_to_difficulty
-from share_validator import hashing
 from share_validator.hashing import sha256d
 from share_validator.serialize import push_data, push_int, swap_words, tx_output, varint
 
@@ -151,10 +151,29 @@ class Job:
     """One unit of work: a template, the pool's coinbase and everything precomputed."""
 
     __slots__ = (
-        "job_id", "coin", "template", "height", "version", "prevhash", "bits", "ntime",
-        "mintime", "coinbase_value", "coinb1", "coinb2", "branch", "branch_bytes",
-        "network_target", "network_difficulty", "pow_code", "extranonce2_size",
-        "version_mask", "notify_params", "hasher", "_block_tail", "_tx_count",
+        "_block_tail",
+        "_tx_count",
+        "bits",
+        "branch",
+        "branch_bytes",
+        "coin",
+        "coinb1",
+        "coinb2",
+        "coinbase_value",
+        "extranonce2_size",
+        "hasher",
+        "height",
+        "job_id",
+        "mintime",
+        "network_difficulty",
+        "network_target",
+        "notify_params",
+        "ntime",
+        "pow_code",
+        "prevhash",
+        "template",
+        "version",
+        "version_mask",
     )
 
     def __init__(

@@ -32,7 +32,7 @@ _HEX_OF_SIZE = {size: re.compile(f"[0-9a-f]{{{2 * size}}}").fullmatch for size i
 class Difficulty:
     """A Stratum difficulty with its exact target, computed once when it is set."""
 
-    __slots__ = ("value", "target")
+    __slots__ = ("target", "value")
 
     def __init__(self, coin: Coin, value: float) -> None:
         self.target = difficulty_to_target(coin.diff1_target, value)
@@ -51,7 +51,7 @@ class MinerState:
     at the new one, without making a pool-wide job per miner.
     """
 
-    __slots__ = ("extranonce1", "extranonce2_size", "authorized", "version_mask", "jobs", "previous_jobs", "max_jobs")
+    __slots__ = ("authorized", "extranonce1", "extranonce2_size", "jobs", "max_jobs", "previous_jobs", "version_mask")
 
     def __init__(self, extranonce1: bytes, extranonce2_size: int, *, max_jobs: int = 64) -> None:
         self.extranonce1 = extranonce1
@@ -85,8 +85,19 @@ class ShareResult:
     """The verdict on one share.  ``block`` is set whenever the share solves a block."""
 
     __slots__ = (
-        "reject", "worker", "job", "credited_difficulty", "actual_difficulty", "header",
-        "pow_hash", "block_hash", "block", "extranonce2", "ntime", "nonce", "version",
+        "actual_difficulty",
+        "block",
+        "block_hash",
+        "credited_difficulty",
+        "extranonce2",
+        "header",
+        "job",
+        "nonce",
+        "ntime",
+        "pow_hash",
+        "reject",
+        "version",
+        "worker",
     )
 
     def __init__(
@@ -140,7 +151,7 @@ class ShareResult:
 class PreparedBatch:
     """Shares of a batch between ``prepare_batch`` and ``finish_batch``."""
 
-    __slots__ = ("results", "pending")
+    __slots__ = ("pending", "results")
 
     def __init__(self) -> None:
         self.results: list[ShareResult | None] = []

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from share_validator.address import bech32_encode_segwit
-
 from payouts import ledger
 from payouts.fees import FeeConfig
 from payouts.schemes import Block, ShareWork, pplns
 from pool.config import parse_config
+from share_validator.address import bech32_encode_segwit
 
 POOL = "litecoin-regtest"
 POOL_ADDRESS = bech32_encode_segwit("rltc", 0, bytes(20))

@@ -13,16 +13,15 @@ import pathlib
 import signal
 import sys
 
-from share_validator.address import bech32_encode_segwit
-from share_validator.job import Job, Template
-from share_validator.validator import ShareValidator
-
 from pool.config import parse_config
 from pool.database import connect_pool
 from pool.ledger import PostgresRecorder
 from pool.ledger_process import LedgerProcess
 from pool.recorder import FanoutRecorder
 from pool.stratum.server import StratumServer
+from share_validator.address import bech32_encode_segwit
+from share_validator.job import Job, Template
+from share_validator.validator import ShareValidator
 
 DATA = pathlib.Path(__file__).resolve().parent / "data"
 ADDRESS = bech32_encode_segwit("rltc", 0, bytes(range(20)))

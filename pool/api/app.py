@@ -25,13 +25,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from share_validator.address import InvalidAddress, address_to_script
-
 from pool.api.data import DataUnavailable, PoolData
 from pool.api.feed import EventFeed
 from pool.api.openapi import MAX_ADDRESS_CHARS, MAX_HEIGHT, MAX_PAGE, MAX_PAGE_SIZE, openapi_document
 from pool.config import PoolConfig
 from pool.daemon import DaemonClient, DaemonEndpoint, DaemonError
+from share_validator.address import InvalidAddress, address_to_script
 
 logger = logging.getLogger(__name__)
 

@@ -12,14 +12,14 @@ import socket
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from pool.stratum.server import StratumServer
     from pool.config import PortConfig
+    from pool.stratum.server import StratumServer
 
 logger = logging.getLogger(__name__)
 
 
 class StratumProtocol(asyncio.Protocol):
-    __slots__ = ("server", "port", "transport", "session", "_buffer", "max_line", "send_limit", "peer_ip", "fd")
+    __slots__ = ("_buffer", "fd", "max_line", "peer_ip", "port", "send_limit", "server", "session", "transport")
 
     def __init__(self, server: StratumServer, port: PortConfig) -> None:
         self.server = server

@@ -17,16 +17,15 @@ from typing import Any
 
 import orjson
 
-from share_validator import hashing
-from share_validator.address import InvalidAddress, address_to_script
-from share_validator.job import Job
-from share_validator.validator import ShareResult, ShareValidator
-
-from pool.config import PoolConfig, PortConfig
+from pool.config import PoolConfig
 from pool.metrics import SUBMIT_BUCKETS_S, LatencyHistogram
 from pool.recorder import Recorder, ShareRecord
 from pool.stratum.protocol import StratumProtocol
 from pool.stratum.session import Session
+from share_validator import hashing
+from share_validator.address import InvalidAddress, address_to_script
+from share_validator.job import Job
+from share_validator.validator import ShareResult, ShareValidator
 
 logger = logging.getLogger(__name__)
 

@@ -15,12 +15,11 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from pool.vardiff import VarDiff, tidy
 from share_validator.difficulty import BadDifficulty, check_difficulty
 from share_validator.errors import Reject, StratumError
 from share_validator.job import POOL_VERSION_MASK
 from share_validator.validator import Difficulty, MinerState, ShareResult
-
-from pool.vardiff import VarDiff, tidy
 
 if TYPE_CHECKING:
     from pool.stratum.protocol import StratumProtocol
@@ -50,9 +49,28 @@ class Session:
     """The state and the handlers of one connection."""
 
     __slots__ = (
-        "server", "protocol", "number", "port", "ip", "connected_at", "last_activity", "state", "subscribed",
-        "user_agent", "extranonce_subscribed", "workers", "difficulty", "miner_min_difficulty", "vardiff",
-        "alias_counter", "shares_checked", "shares_invalid", "shares_accepted", "bad_messages", "closed", "_queue",
+        "_queue",
+        "alias_counter",
+        "bad_messages",
+        "closed",
+        "connected_at",
+        "difficulty",
+        "extranonce_subscribed",
+        "ip",
+        "last_activity",
+        "miner_min_difficulty",
+        "number",
+        "port",
+        "protocol",
+        "server",
+        "shares_accepted",
+        "shares_checked",
+        "shares_invalid",
+        "state",
+        "subscribed",
+        "user_agent",
+        "vardiff",
+        "workers",
     )
 
     def __init__(self, server: StratumServer, protocol: StratumProtocol, number: int, extranonce1: bytes) -> None:

@@ -72,7 +72,7 @@ def test_bad_pool_account(account):
 
 def test_same_meaning_same_config():
     one = FeeConfig("1.0", [("b", "0.25"), ("a", Decimal("0.5"))])
-    other = FeeConfig(Decimal("1"), [FeeRecipient("a", "0.50"), ("b", Fraction(1, 4))])
+    other = FeeConfig(Decimal(1), [FeeRecipient("a", "0.50"), ("b", Fraction(1, 4))])
     assert one == other
     assert [r.address for r in one.recipients] == ["a", "b"]
     assert one.total_percent == Fraction(7, 4)

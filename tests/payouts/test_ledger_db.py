@@ -3,7 +3,7 @@ schema's guards (balances never negative, the journal append-only), the payout l
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
@@ -14,7 +14,7 @@ from payouts.schemes import Block, ShareWork, pplns
 
 POOL = "litecoin"
 FEES = FeeConfig("1.5", [("ltc1qdevfund", "0.5")], pool_account="pool")
-T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 async def add_block(db, height: int, *, status="confirmed", reward=625_000_017, created=None,
@@ -25,7 +25,7 @@ async def add_block(db, height: int, *, status="confirmed", reward=625_000_017, 
         POOL, height, f"{height:064x}", status, reward, finder, created or T0 + timedelta(hours=height))
 
 
-def report_for(row, status=None) -> "ledger.PayoutReport":
+def report_for(row, status=None) -> ledger.PayoutReport:
     shares = [ShareWork(address, "rig", difficulty, 1000.0, f"s{n:04d}", T0 + timedelta(seconds=n))
               for n, (address, difficulty) in enumerate(
                   [("ltc1qalice", 300.0), ("ltc1qbob", 700.0), ("ltc1qcarol", 1.0), ("ltc1qalice", 1500.0)])]

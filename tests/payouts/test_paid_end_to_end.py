@@ -16,9 +16,9 @@ import asyncio
 from fractions import Fraction
 
 import pytest
+from running_pool import running_pool
 
 from payouts.ledger import check_invariant
-from pool.app import run_pool
 from pool.config import parse_config
 from pool.daemon import coins_to_satoshis
 from pool.miner import run_miner
@@ -60,16 +60,9 @@ async def test_two_miners_are_paid_in_proportion_to_their_work(dsn, tmp_path, sc
                         "wallet": "pool"},
         }
         config = parse_config(raw)
-        shutdown = asyncio.Event()
-        ready = asyncio.get_running_loop().create_future()
-        pool_task = asyncio.ensure_future(run_pool(config, shutdown, on_ready=ready.set_result))
-        await asyncio.wait({ready, pool_task}, timeout=60, return_when=asyncio.FIRST_COMPLETED)
-        if pool_task.done():
-            pool_task.result()
-        running = ready.result()
-        port = running.server.ports[0]
-        db = running.db
-        try:
+        async with running_pool(config) as running:
+            port = running.server.ports[0]
+            db = running.db
             miners = [asyncio.ensure_future(run_miner("127.0.0.1", port, f"{who}.rig", algorithm="scrypt",
                                                       duty_cycle=duty, **settings["miner"]))
                       for who, duty in zip((fast, slow), settings["duty"])]
@@ -111,9 +104,6 @@ async def test_two_miners_are_paid_in_proportion_to_their_work(dsn, tmp_path, sc
                 "GROUP BY address")}
             async with db.acquire() as connection:
                 assert await check_invariant(connection, config.pool_name) == []
-        finally:
-            shutdown.set()
-            await asyncio.wait_for(pool_task, 60)
         received: dict[str, int] = {}
         for tx in await asyncio.to_thread(net.rpc, 0, "listtransactions", "*", 10_000, 0, True, wallet="miners"):
             if tx["category"] == "receive" and tx["confirmations"] > 0:

@@ -2,10 +2,21 @@
 import random
 from decimal import Decimal
 
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from payouts import (
-    PPS_UNITS_PER_SATOSHI, Block, FeeConfig, ShareWork, pplns, pps_credits, proof, prop, solo, verify_proof)
+    PPS_UNITS_PER_SATOSHI,
+    Block,
+    FeeConfig,
+    ShareWork,
+    pplns,
+    pps_credits,
+    proof,
+    prop,
+    solo,
+    verify_proof,
+)
 
 MAX_REWARD = 21_000_000 * 100_000_000 * 4
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -7,9 +7,9 @@ import subprocess
 import sys
 
 import asyncpg
+from running_pool import running_pool
 
 from payouts.ledger import check_invariant
-from pool.app import run_pool
 from pool.config import parse_config
 from pool.miner import run_miner
 from pool.pgserver import PgServer
@@ -35,16 +35,9 @@ async def test_blocks_mature_and_are_credited(tmp_path):
             "payouts": {"scheme": "pplns", "pool_fee_percent": "1", "pplns_factor": 2, "interval_s": 0.5},
         }
         config = parse_config(raw)
-        shutdown = asyncio.Event()
-        ready = asyncio.get_running_loop().create_future()
-        pool_task = asyncio.ensure_future(run_pool(config, shutdown, on_ready=ready.set_result))
-        await asyncio.wait({ready, pool_task}, timeout=60, return_when=asyncio.FIRST_COMPLETED)
-        if pool_task.done():
-            pool_task.result()
-        running = ready.result()
-        miner = asyncio.ensure_future(run_miner("127.0.0.1", running.server.ports[0], f"{miner_address}.rig",
-                                                algorithm="scrypt"))
-        try:
+        async with running_pool(config) as running:
+            miner = asyncio.ensure_future(run_miner("127.0.0.1", running.server.ports[0], f"{miner_address}.rig",
+                                                    algorithm="scrypt"))
             for _ in range(600):
                 if len([b for b in running.blocks.results if b.status == "accepted"]) >= 3:
                     break
@@ -71,9 +64,6 @@ async def test_blocks_mature_and_are_credited(tmp_path):
             async with db.acquire() as conn:
                 assert await check_invariant(conn, config.pool_name) == []
             height = rows[0]["height"]
-        finally:
-            shutdown.set()
-            await asyncio.wait_for(pool_task, 60)
         config_path = tmp_path / "pool.toml"
         config_path.write_text(
             f'[pool]\ncoin = "litecoin-regtest"\naddress = "{address}"\ndata_dir = "{tmp_path}"\n'

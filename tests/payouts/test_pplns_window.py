@@ -5,7 +5,8 @@ from decimal import Decimal
 from fractions import Fraction
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from payouts import Block, FeeConfig, PayoutError, PplnsWindow, ShareWork, pplns, pplns_from_window
 from payouts.money import decimal_text, fraction_text

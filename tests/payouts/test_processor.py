@@ -6,7 +6,7 @@ as well as the crediting."""
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -17,7 +17,7 @@ from payouts.schemes import Block, ShareWork, pplns, prop, solo
 
 POOL = "litecoin"
 FEES = FeeConfig("1", [("ltc1qdevfund", "0.25")], pool_account="pool")
-T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
 NETWORK = 1000.0
 MINERS = ["ltc1qalice", "ltc1qbob", "ltc1qcarol"]
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 import random
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from fractions import Fraction
 
 import pytest
@@ -21,7 +21,7 @@ from pool.database import create_share_partition
 
 POOL = "litecoin"
 FEES = FeeConfig("1.5", [("ltc1qfund", "0.25")], pool_account="pool")
-MIDNIGHT = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+MIDNIGHT = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
 
 
 def random_rows(seed: int, count: int, *, start: datetime) -> list[tuple]:

@@ -1,12 +1,12 @@
 """PPLNS, PROP and SOLO: known answers worked by hand, the window, orphans, hostile input."""
 import json
 import math
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from fractions import Fraction
 
 import pytest
 
-from payouts import Block, FeeConfig, PayoutError, ShareWork, pplns, prop, proof, solo, verify_proof
+from payouts import Block, FeeConfig, PayoutError, ShareWork, pplns, proof, prop, solo, verify_proof
 from payouts.schemes import newest_first
 
 REWARD = 1_250_000_000
@@ -125,7 +125,7 @@ def test_equal_timestamps_are_ordered_by_share_id():
 
 
 def test_datetime_and_microsecond_timestamps_agree():
-    start = datetime(2026, 5, 1, 12, 0, tzinfo=timezone.utc)
+    start = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
     as_datetimes = [ShareWork("A", "r", 60.0, 100.0, "a", created=start + timedelta(microseconds=2)),
                     ShareWork("B", "r", 60.0, 100.0, "b", created=start + timedelta(microseconds=1)),
                     ShareWork("C", "r", 160.0, 100.0, "c",

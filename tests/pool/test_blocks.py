@@ -2,12 +2,12 @@
 import asyncio
 
 import pytest
+from chainwork import job_from_node, solve
 
 from pool.blocks import BlockSubmitter
 from pool.daemon import DaemonClient
 from pool.recorder import LogRecorder
 from pool.regtest import RegtestNetwork
-from chainwork import job_from_node, solve
 
 
 class FakeSession:

@@ -6,7 +6,6 @@ import sys
 
 import asyncpg
 
-
 CONFIG = """
 [pool]
 coin = "litecoin"

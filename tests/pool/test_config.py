@@ -3,7 +3,8 @@ import pathlib
 import re
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pool.config import ConfigError, load_config, parse_config
 

@@ -10,25 +10,22 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import subprocess
 import sys
 import time
-from decimal import Decimal
 
 import pytest
-
-from share_validator.coins import get_coin
-from share_validator.job import Job, Template
-from share_validator.validator import Difficulty, MinerState, ShareValidator
+from chainwork import job_from_node
+from chainwork import solve as solve_share
+from stratum_client import Client
 
 from pool.app import run_pool
 from pool.config import parse_config
 from pool.daemon import DaemonError
 from pool.devnet import devnet_config, run_devnet
 from pool.regtest import MWEB_ACTIVATION_HEIGHT, RegtestNetwork
-from chainwork import job_from_node, solve as solve_share
-from stratum_client import Client
+from share_validator.coins import get_coin
+from share_validator.job import Job
 
 
 def solve(job: Job) -> bytes:

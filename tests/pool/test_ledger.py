@@ -20,7 +20,6 @@ import pytest
 from pool.ledger import PostgresRecorder, SpillFile
 from pool.recorder import BlockRecord, ShareRecord
 
-
 START = time.time()
 
 

@@ -14,7 +14,6 @@ import sys
 import time
 
 import pytest
-
 from ledger_pool import USER, start_pool, stop_pool
 from stratum_client import Client
 

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import aiohttp
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
-
 from ledger_pool import USER, start_pool, stop_pool
+from prometheus_client.parser import text_string_to_metric_families
+from stratum_client import Client
+
 from pool.app import RunningPool
 from pool.blocks import BlockSubmitter
 from pool.daemon import DaemonClient
 from pool.localnet import free_loopback_port
 from pool.metrics import LatencyHistogram, start_metrics_server
-from stratum_client import Client
 
 
 def test_latency_histogram_counts_into_buckets():

@@ -10,7 +10,7 @@ import random
 import time
 import tracemalloc
 from collections import defaultdict
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -421,8 +421,8 @@ def worker_minutes_rows(shares, pool=POOL) -> list[dict]:
         entry[2] = max(entry[2], record.created)
     return [
         {"pool": pool, "address": address, "worker": worker,
-         "minute": datetime.fromtimestamp(minute, tz=timezone.utc), "shares": count,
-         "difficulty_sum": total, "last_share": datetime.fromtimestamp(last, tz=timezone.utc)}
+         "minute": datetime.fromtimestamp(minute, tz=UTC), "shares": count,
+         "difficulty_sum": total, "last_share": datetime.fromtimestamp(last, tz=UTC)}
         for (address, worker, minute), (count, total, last) in groups.items()
     ]
 

@@ -5,20 +5,18 @@ mainnet-like bits, so that random nonces make valid shares but never blocks.
 """
 import asyncio
 import json
-import math
 import pathlib
 import socket
 
 import pytest
-
-from share_validator.address import bech32_encode_segwit
-from share_validator.job import Job, Template
-from share_validator.validator import ShareValidator
+from stratum_client import Client
 
 from pool.config import parse_config
 from pool.recorder import LogRecorder
 from pool.stratum.server import StratumServer
-from stratum_client import Client
+from share_validator.address import bech32_encode_segwit
+from share_validator.job import Job, Template
+from share_validator.validator import ShareValidator
 
 DATA = pathlib.Path(__file__).resolve().parent.parent / "data"
 ADDRESS = bech32_encode_segwit("rltc", 0, bytes(range(20)))

@@ -1,9 +1,15 @@
 """Addresses to scripts. Vectors: BIP173 and BIP350 test vectors; Bitcoin's genesis address."""
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from share_validator.address import (
-    InvalidAddress, address_to_script, b58decode_check, b58encode_check, bech32_encode_segwit, p2pkh_script,
+    InvalidAddress,
+    address_to_script,
+    b58decode_check,
+    b58encode_check,
+    bech32_encode_segwit,
+    p2pkh_script,
 )
 from share_validator.coins import get_coin
 

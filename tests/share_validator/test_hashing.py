@@ -5,8 +5,8 @@ import random
 import threading
 
 import pytest
-
 from chaindata import genesis_fixtures, genesis_header, load_block
+
 from share_validator import hashing
 from share_validator.difficulty import bits_to_target
 
@@ -42,7 +42,7 @@ def test_sha256d_known_answer(backend):
 
 def test_sha256_random_lengths_match_hashlib(backend):
     rng = random.Random(1)
-    for length in list(range(0, 300)) + [1000, 4095, 4096, 65537]:
+    for length in list(range(300)) + [1000, 4095, 4096, 65537]:
         data = rng.randbytes(length)
         assert backend.sha256(data) == hashlib.sha256(data).digest()
         assert backend.sha256d(data) == sha256d_reference(data)
@@ -116,7 +116,7 @@ def test_native_sha256_implementations(impl, restore_native_selection):
         pytest.skip(f"CPU lacks {impl}")
     assert native.describe()["sha256"] == impl
     rng = random.Random(3)
-    for length in range(0, 260):
+    for length in range(260):
         data = rng.randbytes(length)
         assert native.sha256(data) == hashlib.sha256(data).digest()
         assert native.sha256d(data) == sha256d_reference(data)
@@ -135,7 +135,7 @@ def test_native_scrypt_implementations(impl, restore_native_selection):
     expected = [scrypt_reference(h) for h in headers]
     assert [native.scrypt(h) for h in headers] == expected
     # Batch sizes around every lane count, including none.
-    for count in list(range(0, 18)) + [33, 37]:
+    for count in list(range(18)) + [33, 37]:
         assert native.scrypt_batch(headers[:count]) == expected[:count], count
 
 

@@ -1,11 +1,18 @@
 """Job construction: rebuilt from real mainnet blocks, and built from templates."""
 import pytest
+from chaindata import Reader, load_block, parse_block, read_tx
 
-from chaindata import load_block, parse_block, read_tx, Reader
 from share_validator import hashing
 from share_validator.coins import get_coin
 from share_validator.difficulty import bits_to_target
-from share_validator.job import Job, Template, TemplateError, coinbase_with_witness, merkle_branch, merkle_root
+from share_validator.job import (
+    Job,
+    Template,
+    TemplateError,
+    coinbase_with_witness,
+    merkle_branch,
+    merkle_root,
+)
 from share_validator.serialize import push_int, swap_words
 
 REAL_BLOCKS = [("litecoin_mainnet_2265985", "litecoin"), ("bitcoin_mainnet_951658", "bitcoin")]

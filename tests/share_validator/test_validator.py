@@ -1,14 +1,14 @@
 """Every rejection rule of the share validator, with hostile variants, on both hashing backends."""
-import math
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from chaindata import parse_block
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from share_validator.coins import get_coin
 from share_validator.errors import Reject, StratumError
 from share_validator.job import Job, Template
 from share_validator.validator import Difficulty, MinerState, ShareValidator
-from chaindata import Reader, parse_block
 
 PREV = "00000000000000000002a7c4c1e48d76c5a37902165a270156b7a8d72728a054"
 CURTIME = 1_700_000_000

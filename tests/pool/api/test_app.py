@@ -8,8 +8,8 @@ import time
 import orjson
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-
 from api_seed import ALICE, BOB, CAROL, HOSTILE_WORKER, POOL, api_config, seed
+
 from payouts import merkle
 from pool.api.app import DASHBOARD_CSP, DASHBOARD_ROUTES, ROUTES, RateLimiter, make_app
 

@@ -16,9 +16,9 @@ from urllib.parse import quote
 import orjson
 import pytest
 from aiohttp import ClientSession, web
+from running_pool import running_pool
 
 from pool.api.app import make_app
-from pool.app import run_pool
 from pool.config import parse_config
 from pool.miner import run_miner
 from pool.regtest import RegtestNetwork
@@ -73,16 +73,9 @@ async def regtest_ledger(net: RegtestNetwork, dsn: str, tmp_path: Path) -> tuple
         "api": {"rate_limit_per_s": 0, "cache_s": 0},
     }
     config = parse_config(raw)
-    shutdown = asyncio.Event()
-    ready = asyncio.get_running_loop().create_future()
-    pool_task = asyncio.ensure_future(run_pool(config, shutdown, on_ready=ready.set_result))
-    await asyncio.wait({ready, pool_task}, timeout=60, return_when=asyncio.FIRST_COMPLETED)
-    if pool_task.done():
-        pool_task.result()
-    running = ready.result()
-    stratum_port = running.server.ports[0]
-    miner = asyncio.ensure_future(run_miner("127.0.0.1", stratum_port, f"{miner_address}.rig1", algorithm="scrypt"))
-    try:
+    async with running_pool(config) as running:
+        stratum_port = running.server.ports[0]
+        miner = asyncio.ensure_future(run_miner("127.0.0.1", stratum_port, f"{miner_address}.rig1", algorithm="scrypt"))
         for _ in range(1200):
             if len([b for b in running.blocks.results if b.status == "accepted"]) >= 2:
                 break
@@ -98,9 +91,6 @@ async def regtest_ledger(net: RegtestNetwork, dsn: str, tmp_path: Path) -> tuple
                 break
             await asyncio.sleep(0.2)
         assert await running.db.fetchval("SELECT count(*) FROM blocks WHERE credited") >= len(accepted)
-    finally:
-        shutdown.set()
-        await asyncio.wait_for(pool_task, 60)
     # The API shows the configured ports: in production a fixed one, here the one the run was given.
     raw["stratum"]["ports"][0]["port"] = stratum_port
     return {"config": parse_config(raw), "stratum_port": stratum_port}, miner_address, address

@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from api_seed import ALICE, POOL_ADDRESS, seed
 
 ROOT = Path(__file__).resolve().parents[3]
