@@ -68,9 +68,11 @@ async def stored(dsn: str) -> tuple[int, int]:
 
     conn = await asyncpg.connect(dsn)
     try:
-        rows = await conn.fetchval("SELECT count(*) FROM shares")
-        distinct = await conn.fetchval("SELECT count(DISTINCT share_id) FROM shares")
-        minutes = await conn.fetchval("SELECT coalesce(sum(shares), 0) FROM worker_minutes")
+        # One statement, one snapshot: a writer still committing (the orphaned writer after a SIGKILL)
+        # must not be seen between the count of shares and that of their aggregates.
+        rows, distinct, minutes = await conn.fetchrow(
+            "SELECT (SELECT count(*) FROM shares), (SELECT count(DISTINCT share_id) FROM shares),"
+            " (SELECT coalesce(sum(shares), 0) FROM worker_minutes)")
         assert minutes == rows  # aggregates count each stored share once
         return rows, distinct
     finally:
