@@ -28,7 +28,8 @@ Figures (one JSON line on stdout at the end; progress on stderr):
 * ``rss_per_conn_kb``: (pool VmRSS with the idle connections - VmRSS with none) / count;
   ``rss_per_conn_kb_after_broadcasts``: the same after the broadcast rounds (every new block
   adds an entry to each connection's job map until it holds 64);
-* what the numbers depend on, since the machine may be shared: ``cpu_cores_used`` and
+* what the numbers depend on, since the machine may be shared: ``cpu_cores_used`` (the pool, its
+  ledger writer process, the load generators) and
   ``runqueue_wait_per_s`` per process (/proc/PID/task/*/schedstat), ``other_processes_cores``
   (the rest of the machine, /proc/stat), ``pool_cpu_us_per_share``,
   ``pool_capacity_per_core_per_s`` (accepted shares per second of pool CPU: the rate on a free
@@ -153,6 +154,16 @@ def schedstat(pid: int) -> tuple[float, float]:
             on_cpu += int(fields[0])
             waiting += int(fields[1])
     return on_cpu / 1e9, waiting / 1e9
+
+
+def child_pids(pid: int) -> list[int]:
+    """The processes a process started (Linux /proc/PID/task/*/children), e.g. the pool's ledger writer."""
+    children: list[int] = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with contextlib.suppress(OSError):
+            with open(f"/proc/{pid}/task/{task}/children") as handle:
+                children.extend(int(value) for value in handle.read().split())
+    return children
 
 
 def machine_busy_cores_seconds() -> float:
@@ -984,6 +995,11 @@ def rate_phase(children: Children, args: argparse.Namespace, daemon_url: str, wo
     time.sleep(max(0.0, window_start - time.monotonic()))
     before = pool.stats()
     pids = {"pool": pool.pid, **{f"load-{i}": c.pid for i, c in enumerate(loads)}}
+    for pid in child_pids(pool.pid):  # the pool's ledger writer process (not the embedded PostgreSQL)
+        with contextlib.suppress(OSError):
+            with open(f"/proc/{pid}/cmdline", "rb") as handle:
+                if b"pool.ledger_process" in handle.read():
+                    pids["ledger-writer"] = pid
     sched_before = {name: schedstat(pid) for name, pid in pids.items()}
     pool_user_system_before = user_system_seconds(pool.pid)
     machine_before = machine_busy_cores_seconds()
