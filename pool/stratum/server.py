@@ -85,6 +85,7 @@ class StratumServer:
         self.work_available = False
         self._servers: list[asyncio.base_events.Server] = []
         self._tasks: set[asyncio.Task] = set()
+        self._to_flush: list[StratumProtocol] = []
         self._notify_cache: dict[tuple[str, bool], bytes] = {}
         self._address_cache: dict[str, bool] = {}
         self._address_checks: dict[str, asyncio.Future] = {}
@@ -147,6 +148,17 @@ class StratumServer:
             self._executor.shutdown(wait=True, cancel_futures=True)
         if self._broadcast_executor:
             self._broadcast_executor.shutdown(wait=True)
+
+    def write_soon(self, protocol: StratumProtocol) -> None:
+        """Have the protocol's queued bytes written at the end of this loop iteration."""
+        if not self._to_flush:
+            asyncio.get_running_loop().call_soon(self._flush_writes)
+        self._to_flush.append(protocol)
+
+    def _flush_writes(self) -> None:
+        protocols, self._to_flush = self._to_flush, []
+        for protocol in protocols:
+            protocol.flush()
 
     def track(self, task: asyncio.Future) -> None:
         self._tasks.add(task)
