@@ -34,6 +34,9 @@ Figures (one JSON line on stdout at the end; progress on stderr):
   (the rest of the machine, /proc/stat), ``pool_cpu_us_per_share``,
   ``pool_capacity_per_core_per_s`` (accepted shares per second of pool CPU: the rate on a free
   core), ``pool_kernel_cpu_fraction`` and the pool's time in the cyclic garbage collector;
+* ``ledger_written_per_s`` and ``ledger_backlog_at_end``: shares the ledger stored per second of
+  the window and the accepted shares not yet stored at its end (a ledger that falls behind makes the
+  pool look faster than it can go for long, and breaks the one-flush-interval loss bound);
 * scrypt only: ``scrypt_batch_hs``, the native ``scrypt_batch`` hash rate (batches of 64 on
   one thread, as bench/hashing.py) measured in this run before the pool starts, and the ratio
   ``accepted_vs_scrypt_batch`` (``scrypt_batch_hs_threads`` is the rate on as many threads as
@@ -274,6 +277,8 @@ def pool_main(args: argparse.Namespace) -> int:
                 "stats": dict(server.stats),
                 "sessions": len(server.sessions),
                 "recorded": getattr(running.recorder, "shares", None),
+                "ledger_written": running.ledger.stats["shares_written"] if running.ledger else None,
+                "ledger_backlog": running.ledger.buffered if running.ledger else None,
                 "work_healthy": running.work.healthy,
                 "job_counter": running.work.job_counter,
                 "gc": gc_totals,
@@ -1064,6 +1069,12 @@ def rate_phase(children: Children, args: argparse.Namespace, daemon_url: str, wo
         if cpu["pool"]
         else None,
         "pool_rss_kb_under_load": pool_rss,
+        # The ledger must keep up: shares it stored per second of the window, and the accepted shares
+        # it had not yet stored (committed or spilled) at the window's end.
+        "ledger_written_per_s": round((after["ledger_written"] - before["ledger_written"]) / elapsed, 1)
+        if after.get("ledger_written") is not None
+        else None,
+        "ledger_backlog_at_end": after.get("ledger_backlog"),
         "skipped_by_client": sum(r["skipped"] for r in results),
         "unanswered_at_end": sum(r["unanswered"] for r in results),
         "connections_lost": sum(r["lost"] for r in results),
