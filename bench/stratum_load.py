@@ -28,11 +28,15 @@ Figures (one JSON line on stdout at the end; progress on stderr):
 * ``rss_per_conn_kb``: (pool VmRSS with the idle connections - VmRSS with none) / count;
   ``rss_per_conn_kb_after_broadcasts``: the same after the broadcast rounds (every new block
   adds an entry to each connection's job map until it holds 64);
-* what the numbers depend on, since the machine may be shared: ``cpu_cores_used`` and
+* what the numbers depend on, since the machine may be shared: ``cpu_cores_used`` (the pool, its
+  ledger writer process, the load generators) and
   ``runqueue_wait_per_s`` per process (/proc/PID/task/*/schedstat), ``other_processes_cores``
   (the rest of the machine, /proc/stat), ``pool_cpu_us_per_share``,
   ``pool_capacity_per_core_per_s`` (accepted shares per second of pool CPU: the rate on a free
   core), ``pool_kernel_cpu_fraction`` and the pool's time in the cyclic garbage collector;
+* ``ledger_written_per_s`` and ``ledger_backlog_at_end``: shares the ledger stored per second of
+  the window and the accepted shares not yet stored at its end (a ledger that falls behind makes the
+  pool look faster than it can go for long, and breaks the one-flush-interval loss bound);
 * scrypt only: ``scrypt_batch_hs``, the native ``scrypt_batch`` hash rate (batches of 64 on
   one thread, as bench/hashing.py) measured in this run before the pool starts, and the ratio
   ``accepted_vs_scrypt_batch`` (``scrypt_batch_hs_threads`` is the rate on as many threads as
@@ -155,6 +159,16 @@ def schedstat(pid: int) -> tuple[float, float]:
     return on_cpu / 1e9, waiting / 1e9
 
 
+def child_pids(pid: int) -> list[int]:
+    """The processes a process started (Linux /proc/PID/task/*/children), e.g. the pool's ledger writer."""
+    children: list[int] = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with contextlib.suppress(OSError):
+            with open(f"/proc/{pid}/task/{task}/children") as handle:
+                children.extend(int(value) for value in handle.read().split())
+    return children
+
+
 def machine_busy_cores_seconds() -> float:
     """CPU seconds the whole machine spent busy (all processes), from /proc/stat."""
     with open("/proc/stat") as handle:
@@ -263,6 +277,8 @@ def pool_main(args: argparse.Namespace) -> int:
                 "stats": dict(server.stats),
                 "sessions": len(server.sessions),
                 "recorded": getattr(running.recorder, "shares", None),
+                "ledger_written": running.ledger.stats["shares_written"] if running.ledger else None,
+                "ledger_backlog": running.ledger.buffered if running.ledger else None,
                 "work_healthy": running.work.healthy,
                 "job_counter": running.work.job_counter,
                 "gc": gc_totals,
@@ -984,6 +1000,11 @@ def rate_phase(children: Children, args: argparse.Namespace, daemon_url: str, wo
     time.sleep(max(0.0, window_start - time.monotonic()))
     before = pool.stats()
     pids = {"pool": pool.pid, **{f"load-{i}": c.pid for i, c in enumerate(loads)}}
+    for pid in child_pids(pool.pid):  # the pool's ledger writer process (not the embedded PostgreSQL)
+        with contextlib.suppress(OSError):
+            with open(f"/proc/{pid}/cmdline", "rb") as handle:
+                if b"pool.ledger_process" in handle.read():
+                    pids["ledger-writer"] = pid
     sched_before = {name: schedstat(pid) for name, pid in pids.items()}
     pool_user_system_before = user_system_seconds(pool.pid)
     machine_before = machine_busy_cores_seconds()
@@ -1048,6 +1069,12 @@ def rate_phase(children: Children, args: argparse.Namespace, daemon_url: str, wo
         if cpu["pool"]
         else None,
         "pool_rss_kb_under_load": pool_rss,
+        # The ledger must keep up: shares it stored per second of the window, and the accepted shares
+        # it had not yet stored (committed or spilled) at the window's end.
+        "ledger_written_per_s": round((after["ledger_written"] - before["ledger_written"]) / elapsed, 1)
+        if after.get("ledger_written") is not None
+        else None,
+        "ledger_backlog_at_end": after.get("ledger_backlog"),
         "skipped_by_client": sum(r["skipped"] for r in results),
         "unanswered_at_end": sum(r["unanswered"] for r in results),
         "connections_lost": sum(r["lost"] for r in results),

@@ -1,8 +1,9 @@
 """Bytes to messages: newline framing with a hard line limit and a bounded send buffer.
 
 The protocol knows nothing of Stratum methods; it hands complete lines to its session and
-sends what the session gives it.  A line longer than the limit, or a peer that does not
-read what it is sent, ends the connection.
+sends what the session gives it: queued, and written once the loop has handled what it read in
+the current iteration, so the answers to a burst of submits go out back to back.  A line longer
+than the limit, or a peer that does not read what it is sent, ends the connection.
 """
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ logger = logging.getLogger(__name__)
 
 
 class StratumProtocol(asyncio.Protocol):
-    __slots__ = ("_buffer", "fd", "max_line", "peer_ip", "port", "send_limit", "server", "session", "transport")
+    __slots__ = ("server", "port", "transport", "session", "_buffer", "max_line", "send_limit", "peer_ip", "fd",
+                 "_outgoing")
 
     def __init__(self, server: StratumServer, port: PortConfig) -> None:
         self.server = server
@@ -30,7 +32,8 @@ class StratumProtocol(asyncio.Protocol):
         self.max_line = server.config.max_line_bytes
         self.send_limit = server.config.send_buffer_bytes
         self.peer_ip = ""
-        self.fd = -1  # the socket's descriptor, for the broadcast's direct writes (see send_direct)
+        self.fd = -1  # the socket's descriptor, for the broadcast's direct writes (see can_send_direct)
+        self._outgoing: list[bytes] | None = None  # sent during this loop iteration, written at its end
 
     # -- asyncio callbacks ---------------------------------------------------------------
 
@@ -82,6 +85,7 @@ class StratumProtocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         session, self.session = self.session, None
         self._buffer = b""
+        self._outgoing = None
         self.fd = -1
         if session is not None:
             self.server.close_session(session)
@@ -97,21 +101,38 @@ class StratumProtocol(asyncio.Protocol):
     # -- used by the session -----------------------------------------------------------
 
     def send(self, data: bytes) -> None:
+        """Queue bytes; they are written when the loop has handled what it read in this iteration
+        (all the answers of a burst then go out back to back: fewer wake-ups on both sides)."""
         transport = self.transport
         if transport is None or transport.is_closing():
             return
-        transport.write(data)
+        outgoing = self._outgoing
+        if outgoing is None:
+            self._outgoing = [data]
+            self.server.write_soon(self)
+        else:
+            outgoing.append(data)
+
+    def flush(self) -> None:
+        """Write what was queued (the server calls this once per loop iteration, and close does)."""
+        outgoing, self._outgoing = self._outgoing, None
+        transport = self.transport
+        if outgoing is None or transport is None or transport.is_closing():
+            return
+        transport.write(outgoing[0] if len(outgoing) == 1 else b"".join(outgoing))
         if transport.get_write_buffer_size() > self.send_limit:
             self._check_send_buffer()
 
     def can_send_direct(self) -> bool:
-        """Whether bytes may go straight to the socket: open, and nothing queued in the transport
-        (so they cannot overtake earlier ones)."""
+        """Whether bytes may go straight to the socket: open, and nothing queued here or in the
+        transport (so they cannot overtake earlier ones)."""
         transport = self.transport
-        return (self.fd >= 0 and transport is not None and not transport.is_closing()
+        return (self.fd >= 0 and self._outgoing is None and transport is not None and not transport.is_closing()
                 and not transport.get_write_buffer_size())
 
     def close(self, *, abort: bool = False) -> None:
+        if self._outgoing is not None and not abort:
+            self.flush()
         if self.transport is not None and not self.transport.is_closing():
             if abort:
                 self.transport.abort()

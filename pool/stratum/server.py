@@ -34,6 +34,7 @@ AddressCheck = Callable[[str], Awaitable[bool]]
 
 
 PARALLEL_BROADCAST_MIN = 512  # connections; fewer are written from the loop thread alone
+WRITE_BURST = 64  # connections with queued answers written at once, before the loop iteration ends
 
 
 def _write_to_all(fds: list[int], line: bytes) -> list[tuple[int, int]]:
@@ -88,6 +89,9 @@ class StratumServer:
         self.work_available = False
         self._servers: list[asyncio.base_events.Server] = []
         self._tasks: set[asyncio.Task] = set()
+        self._to_flush: list[StratumProtocol] = []
+        self._flush_scheduled = False
+        self.write_burst = WRITE_BURST
         self._notify_cache: dict[tuple[str, bool], bytes] = {}
         self._address_cache: dict[str, bool] = {}
         self._address_checks: dict[str, asyncio.Future] = {}
@@ -150,6 +154,26 @@ class StratumServer:
             self._executor.shutdown(wait=True, cancel_futures=True)
         if self._broadcast_executor:
             self._broadcast_executor.shutdown(wait=True)
+
+    def write_soon(self, protocol: StratumProtocol) -> None:
+        """Have the protocol's queued bytes written at the end of this loop iteration, or as soon as
+        WRITE_BURST connections have some (the miners get to work on the first answers meanwhile)."""
+        to_flush = self._to_flush
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush_writes)
+        to_flush.append(protocol)
+        if len(to_flush) >= self.write_burst:
+            self._write_queued()
+
+    def _flush_writes(self) -> None:
+        self._flush_scheduled = False
+        self._write_queued()
+
+    def _write_queued(self) -> None:
+        protocols, self._to_flush = self._to_flush, []
+        for protocol in protocols:
+            protocol.flush()
 
     def track(self, task: asyncio.Future) -> None:
         self._tasks.add(task)
