@@ -3,7 +3,8 @@
 
 An embedded PostgreSQL (temporary directory) is seeded with ``--shares`` shares (1 M) from
 ``--miners`` miners (10k, two workers each) spread over the last 24 h, their per-minute aggregates
-(as the ledger writes them), ``--blocks`` blocks (1,000), a balance per miner and some payments;
+(as the ledger writes them), ``--blocks`` blocks (1,000) each crediting 20 miners in the journal, a
+balance per miner and some payments;
 ``COPY`` and ``generate_series`` make that take seconds. ``pool api`` then runs in its own process
 (as ``pool run`` starts it: the Stratum event loop never waits for an API query) and this process
 keeps ``--clients`` (200) concurrent clients on ``/pools/{pool}``, ``/miners/{address}`` (a random
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -26,8 +28,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-
-import aiohttp
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -82,6 +82,12 @@ async def seed(dsn: str, shares: int, miners: int, blocks: int) -> dict:
                       now() - ($2 - g) * interval '150 seconds', g <= $2 - 5 AND g % 50 <> 0
                FROM generate_series(1, $2) AS g JOIN bench_miners m ON m.n = g % $3""",
             POOL, blocks, miners)
+        await connection.execute(  # each credited block pays 20 miners: 20k journal credits over 40 h
+            """INSERT INTO journal (pool, address, amount, reason, block_hash, created)
+               SELECT $1, m.address, 5000000000 / 20, 'block_credit', b.hash, b.created
+               FROM blocks b CROSS JOIN generate_series(0, 19) AS k
+               JOIN bench_miners m ON m.n = (b.height * 20 + k) % $2
+               WHERE b.pool = $1 AND b.credited""", POOL, miners)
         await connection.execute(
             """INSERT INTO balances (pool, address, amount, paid) SELECT $1, address, 1000 * n, 500 * n
                FROM bench_miners""", POOL)
@@ -101,7 +107,7 @@ async def seed(dsn: str, shares: int, miners: int, blocks: int) -> dict:
     return {"seed_s": round(time.perf_counter() - started, 1), **dict(counts), "addresses": addresses}
 
 
-def write_config(path: Path) -> Path:
+def write_config(path: Path, workers: int) -> Path:
     path.write_text(f"""
 [pool]
 coin = "litecoin-regtest"
@@ -118,54 +124,129 @@ port = 3333
 host = "127.0.0.1"
 port = 0
 rate_limit_per_s = 0
+workers = {workers}
 """)
     return path
 
 
 def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """CPU time of a process and of its children still running (the API's workers)."""
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if stat.parent.name == str(pid) or fields[1] == str(pid):
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+class _HttpClient(asyncio.Protocol):
+    """One keep-alive HTTP/1.1 connection: a request, then its whole answer (Content-Length framed).
+
+    A few microseconds a request, so that the measured time is the server's: a general client
+    (aiohttp's) costs more CPU per request than the handler it measures, on the same two cores.
+    """
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.buffer = bytearray()
+        self.waiter: asyncio.Future | None = None
+        self.expected = -1
+        self.status = 0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_exception(ConnectionError("the server closed the connection"))
+
+    def data_received(self, data: bytes) -> None:
+        buffer = self.buffer
+        buffer += data
+        if self.expected < 0:
+            end = buffer.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            head = bytes(buffer[:end]).lower()
+            self.status = int(head[9:12])
+            at = head.find(b"\r\ncontent-length:")
+            if at < 0:
+                self.transport.close()
+                return
+            self.expected = end + 4 + int(head[at + 17:head.find(b"\r\n", at + 2)])
+        if len(buffer) >= self.expected:
+            del buffer[: self.expected]
+            self.expected = -1
+            if self.waiter is not None and not self.waiter.done():
+                self.waiter.set_result(self.status)
+
+    async def get(self, request: bytes) -> int:
+        self.waiter = asyncio.get_running_loop().create_future()
+        self.transport.write(request)
+        return await self.waiter
 
 
 async def load(port: int, addresses: list[str], blocks: int, clients: int, seconds: float) -> dict:
-    base = f"http://127.0.0.1:{port}/api/v1/pools/{POOL}"
+    base = f"/api/v1/pools/{POOL}"
     pages = max(1, blocks // 20)
     latencies: dict[str, list[float]] = {"pool": [], "miner": [], "blocks": []}
     errors: dict[str, int] = {}
-    connector = aiohttp.TCPConnector(limit=clients, force_close=False)
-    async with aiohttp.ClientSession(connector=connector) as session:
-        for path in ("", f"/miners/{addresses[0]}", "/blocks"):  # warm the caches
-            async with session.get(base + path) as response:
-                await response.read()
-        deadline = time.monotonic() + seconds
+    loop = asyncio.get_running_loop()
 
-        async def client(number: int) -> None:
-            rng = random.Random(number)
-            kinds = ("pool", "miner", "blocks")
-            while time.monotonic() < deadline:
-                kind = kinds[rng.randrange(3)]
-                if kind == "pool":
-                    url = base
-                elif kind == "miner":
-                    url = f"{base}/miners/{addresses[rng.randrange(len(addresses))]}"
-                else:
-                    url = f"{base}/blocks?page={rng.randrange(pages)}"
-                started = time.perf_counter()
-                try:
-                    async with session.get(url) as response:
-                        await response.read()
-                        status = response.status
-                except aiohttp.ClientError as error:
-                    status = type(error).__name__
-                elapsed = time.perf_counter() - started
-                if status == 200:
-                    latencies[kind].append(elapsed)
-                else:
-                    errors[str(status)] = errors.get(str(status), 0) + 1
+    def request(path: str) -> bytes:
+        return f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAccept: application/json\r\n\r\n".encode()
 
-        began = time.monotonic()
-        await asyncio.gather(*(client(n) for n in range(clients)))
-        wall = time.monotonic() - began
+    async def connect() -> _HttpClient:
+        _, protocol = await loop.create_connection(_HttpClient, "127.0.0.1", port)
+        return protocol
+
+    warm = await connect()
+    for path in ("", f"/miners/{addresses[0]}", "/blocks"):  # warm the caches
+        await warm.get(request(base + path))
+    warm.transport.close()
+    connections = [await connect() for _ in range(clients)]
+    deadline = time.monotonic() + seconds
+
+    async def client(number: int) -> None:
+        rng = random.Random(number)
+        kinds = ("pool", "miner", "blocks")
+        connection = connections[number]
+        while time.monotonic() < deadline:
+            kind = kinds[rng.randrange(3)]
+            if kind == "pool":
+                path = base
+            elif kind == "miner":
+                path = f"{base}/miners/{addresses[rng.randrange(len(addresses))]}"
+            else:
+                path = f"{base}/blocks?page={rng.randrange(pages)}"
+            started = time.perf_counter()
+            try:
+                status = await connection.get(request(path))
+            except (ConnectionError, OSError) as error:
+                errors[type(error).__name__] = errors.get(type(error).__name__, 0) + 1
+                connection = connections[number] = await connect()
+                continue
+            elapsed = time.perf_counter() - started
+            if trace is not None:
+                trace.append((started, kind, elapsed))
+            if status == 200:
+                latencies[kind].append(elapsed)
+            else:
+                errors[str(status)] = errors.get(str(status), 0) + 1
+
+    trace = [] if os.environ.get("API_LOAD_TRACE") else None
+    began = time.monotonic()
+    await asyncio.gather(*(client(n) for n in range(clients)))
+    if trace is not None:
+        first = trace[0][0]
+        Path(os.environ["API_LOAD_TRACE"]).write_text("".join(
+            f"{at - first:.4f} {kind} {elapsed * 1000:.2f}\n" for at, kind, elapsed in sorted(trace)))
+    wall = time.monotonic() - began
+    for connection in connections:
+        connection.transport.close()
     return {"latencies": latencies, "errors": errors, "wall_s": wall}
 
 
@@ -183,15 +264,22 @@ async def main() -> None:
     parser.add_argument("--blocks", type=int, default=1000)
     parser.add_argument("--clients", type=int, default=200)
     parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--workers", type=int, default=1, help="api.workers: API processes on one socket")
+    parser.add_argument("--dsn", help="a database this script seeded before (with the same sizes): no new seed")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="quarry-api-bench-") as directory, \
-            PgServer(Path(directory) / "pg", durable=False, make_traversable=True) as server:
-        dsn = await asyncio.to_thread(server.create_database, "bench")
-        log(f"seeding {args.shares} shares, {args.miners} miners, {args.blocks} blocks ...")
-        seeded = await seed(dsn, args.shares, args.miners, args.blocks)
+            contextlib.ExitStack() as stack:
+        if args.dsn:
+            dsn = args.dsn
+            seeded = {"seed_s": 0.0, "addresses": [miner_address(n + 1) for n in range(args.miners)]}
+        else:
+            server = stack.enter_context(PgServer(Path(directory) / "pg", durable=False, make_traversable=True))
+            dsn = await asyncio.to_thread(server.create_database, "bench")
+            log(f"seeding {args.shares} shares, {args.miners} miners, {args.blocks} blocks ...")
+            seeded = await seed(dsn, args.shares, args.miners, args.blocks)
+            log(f"seeded in {seeded['seed_s']} s: {seeded}")
         addresses = seeded.pop("addresses")
-        log(f"seeded in {seeded['seed_s']} s: {seeded}")
-        config = write_config(Path(directory) / "pool.toml")
+        config = write_config(Path(directory) / "pool.toml", args.workers)
         api = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "pool.cli", "api", "-c", str(config),
             env={**os.environ, "QUARRY_API_DSN": dsn}, stdout=asyncio.subprocess.PIPE, cwd=ROOT)
@@ -205,9 +293,11 @@ async def main() -> None:
                         port = int(line.split()[-1])
                         break
             cpu_before = cpu_seconds(api.pid)
+            load_cpu_before = time.process_time()
             log(f"{args.clients} clients for {args.seconds:g} s ...")
             result = await load(port, addresses, args.blocks, args.clients, args.seconds)
             api_cpu = cpu_seconds(api.pid) - cpu_before
+            load_cpu = time.process_time() - load_cpu_before
         finally:
             api.send_signal(signal.SIGTERM)
             await api.wait()
@@ -224,6 +314,8 @@ async def main() -> None:
         "clients": args.clients,
         "seconds": round(result["wall_s"], 1),
         "api_cpu_cores_used": round(api_cpu / result["wall_s"], 2),
+        "load_generator_cpu_cores_used": round(load_cpu / result["wall_s"], 2),
+        "api_workers": args.workers,
         "api_in_own_process": True,
         "cpu_count": os.cpu_count(),
         **seeded,

@@ -72,7 +72,17 @@ def cmd_api(args: argparse.Namespace) -> int:
 
         shutdown = asyncio.Event()
         install_signal_handlers(shutdown)
-        await run_api(config, dsn, shutdown, on_ready=lambda port: print(f"API PORT {port}", flush=True))
+        def announce(port: int) -> None:
+            print(f"API PORT {port}", flush=True)
+
+        if args.worker_port is not None:  # one of several workers, on the port its parent holds
+            await run_api(config, dsn, shutdown, on_ready=announce, worker_port=args.worker_port)
+        elif config.api.workers > 1:
+            from pool.api.app import run_api_workers
+
+            await run_api_workers(config, args.config, dsn, shutdown, on_ready=announce)
+        else:
+            await run_api(config, dsn, shutdown, on_ready=announce)
         return 0
 
     return _run_async(main())
@@ -257,6 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
     api = commands.add_parser("api", help="run the public statistics API alone (its own process)")
     api.add_argument("-c", "--config", required=True)
     api.add_argument("--dsn", default=None, help="PostgreSQL DSN (default: database.dsn of the config)")
+    api.add_argument("--worker-port", type=int, default=None, help=argparse.SUPPRESS)  # one of api.workers
     api.set_defaults(handler=cmd_api)
 
     migrate = commands.add_parser("migrate", help="apply missing database migrations and exit")

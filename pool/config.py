@@ -130,6 +130,7 @@ class ApiConfig:
     trust_forwarded_for: bool = False  # behind a reverse proxy: the client is X-Forwarded-For's last hop
     cache_s: float = 10.0  # pool-wide figures (hashrate, top miners) are recomputed at most this often
     metrics_listen: str = ""  # HOST:PORT of the pool process's own /metrics ("" = off)
+    workers: int = 1  # API processes sharing the listening socket (one core each, at most)
 
 
 @dataclass(frozen=True)
@@ -551,6 +552,7 @@ def _read_api(reader: _Reader) -> ApiConfig:
         trust_forwarded_for=reader.get("trust_forwarded_for", bool, False),
         cache_s=reader.number("cache_s", 10.0, 0, 3600),
         metrics_listen=metrics_listen,
+        workers=reader.number("workers", 1, 1, 64, integer=True),
     )
     reader.finish()
     return config

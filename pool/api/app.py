@@ -13,7 +13,9 @@ import contextlib
 import importlib.resources
 import logging
 import math
+import os
 import re
+import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -25,7 +27,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from pool.api.data import DataUnavailable, PoolData
+from pool.api.data import DataUnavailable, PoolData, dump_json
 from pool.api.feed import EventFeed
 from pool.api.openapi import MAX_ADDRESS_CHARS, MAX_HEIGHT, MAX_PAGE, MAX_PAGE_SIZE, openapi_document
 from pool.config import PoolConfig
@@ -46,7 +48,6 @@ MAX_PATH_BYTES = 2048
 DEFAULT_PAGE_SIZE = 20
 _INTEGER = re.compile(r"[+-]?\d{1,19}")
 _FLOAT = re.compile(r"[+-]?(\d{1,30}(\.\d{0,30})?|\.\d{1,30})([eE][+-]?\d{1,3})?")
-_ESCAPES = ((b"&", b"\\u0026"), (b"<", b"\\u003c"), (b">", b"\\u003e"))
 _KEEPALIVE_S = 15.0
 
 
@@ -62,18 +63,14 @@ class ApiError(Exception):
         self.headers = headers or {}
 
 
-def dump_json(data: Any) -> bytes:
-    """JSON with <, > and & escaped: safe inside HTML, never sniffed as markup."""
-    body = orjson.dumps(data)
-    for raw, escaped in _ESCAPES:
-        if raw in body:
-            body = body.replace(raw, escaped)
-    return body
-
-
 def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
     return web.Response(body=dump_json(data), status=status, content_type="application/json",
                         headers={"X-Content-Type-Options": "nosniff", **(headers or {})})
+
+
+def json_body_response(body: bytes) -> web.Response:
+    """An answer whose JSON (from `dump_json`) was made once for many requests."""
+    return web.Response(body=body, content_type="application/json", headers={"X-Content-Type-Options": "nosniff"})
 
 
 def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> web.Response:
@@ -120,8 +117,14 @@ def path_height(request: web.Request) -> int:
     return int(raw)
 
 
+_VALID_ADDRESSES: dict[str, None] = {}  # addresses seen valid (decoding one costs tens of microseconds)
+_MAX_VALID_ADDRESSES = 100_000
+
+
 def path_address(request: web.Request) -> str:
     address = request.match_info["address"]
+    if address in _VALID_ADDRESSES:
+        return address
     config = request.app[CONFIG]
     if len(address) > MAX_ADDRESS_CHARS:
         raise ApiError(400, "malformed_address", "the address is too long")
@@ -129,6 +132,9 @@ def path_address(request: web.Request) -> str:
         address_to_script(config.coin, address)
     except (InvalidAddress, ValueError):
         raise ApiError(400, "malformed_address", f"not a {config.coin.name} address") from None
+    if len(_VALID_ADDRESSES) >= _MAX_VALID_ADDRESSES:
+        _VALID_ADDRESSES.clear()
+    _VALID_ADDRESSES[address] = None
     return address
 
 
@@ -157,7 +163,7 @@ async def list_pools(request: web.Request) -> web.Response:
 
 
 async def get_pool(request: web.Request) -> web.Response:
-    return json_response(await pool_data(request).pool_view())
+    return json_body_response(await pool_data(request).pool_view_json())
 
 
 async def get_performance(request: web.Request) -> web.Response:
@@ -170,8 +176,7 @@ async def list_blocks(request: web.Request) -> web.Response:
     status = request.query.get("status") or None
     if status is not None and status not in ("pending", "confirmed", "orphaned", "rejected"):
         raise ApiError(400, "bad_parameter", "status must be one of pending, confirmed, orphaned, rejected")
-    total, items = await data.blocks(page * page_size, page_size, status)
-    return json_response(page_of(page, page_size, total, items))
+    return json_body_response(await data.blocks_json(page, page_size, status))
 
 
 async def get_payout(request: web.Request) -> web.Response:
@@ -384,14 +389,36 @@ class ApiMetrics:
 
     def __init__(self, data: PoolData) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        # Several API processes (api.workers): each counts in files of the directory their parent made
+        # (prometheus_client's multiprocess mode), and /metrics in any of them sums every process's.
+        shared = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+        own = None if shared else self.registry
         self.requests = Counter("quarry_api_requests", "API requests by route and status", ["route", "status"],
-                                registry=self.registry)
+                                registry=own)
         self.latency = Histogram("quarry_api_request_seconds", "API request latency by route", ["route"],
                                  buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
-                                 registry=self.registry)
-        self.rate_limited = Counter("quarry_api_rate_limited", "Requests refused by the rate limit",
-                                    registry=self.registry)
+                                 registry=own)
+        self.rate_limited = Counter("quarry_api_rate_limited", "Requests refused by the rate limit", registry=own)
+        if shared:
+            from prometheus_client import multiprocess
+
+            multiprocess.MultiProcessCollector(self.registry, path=shared)
         self.registry.register(LedgerCollector(data))
+        self._counters: dict[tuple[str, int], Any] = {}
+        self._latencies: dict[str, Any] = {}
+
+    def request_counter(self, route: str, status: int):
+        """The counter of one route and status (the labelled child looked up once)."""
+        child = self._counters.get((route, status))
+        if child is None:
+            child = self._counters[(route, status)] = self.requests.labels(route, str(status))
+        return child
+
+    def latency_of(self, route: str):
+        child = self._latencies.get(route)
+        if child is None:
+            child = self._latencies[route] = self.latency.labels(route)
+        return child
 
 
 class LedgerCollector(Collector):
@@ -453,9 +480,9 @@ async def metrics_middleware(request: web.Request, handler) -> web.StreamRespons
     finally:
         metrics = request.app[METRICS]
         route = _route_name(request)
-        metrics.requests.labels(route, str(status)).inc()
+        metrics.request_counter(route, status).inc()
         if route != "/api/v1/pools/{pool}/events":
-            metrics.latency.labels(route).observe(time.perf_counter() - started)
+            metrics.latency_of(route).observe(time.perf_counter() - started)
 
 
 def cors_middleware(origins: tuple[str, ...]):
@@ -566,14 +593,14 @@ def make_app(config: PoolConfig, db: asyncpg.Pool, *, network_poll_s: float | No
     async def components(app: web.Application) -> AsyncIterator[None]:
         feed = app[FEED]
         feed.start()
-        network = None
+        tasks = [asyncio.ensure_future(data.watch_ledger())]
         if network_poll_s is not None and config.daemons:
-            network = asyncio.ensure_future(watch_network(data, config, network_poll_s))
+            tasks.append(asyncio.ensure_future(watch_network(data, config, network_poll_s)))
         yield
-        if network is not None:
-            network.cancel()
+        for task in tasks:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
-                await network
+                await task
         await feed.stop()
         await data.close()
 
@@ -581,19 +608,29 @@ def make_app(config: PoolConfig, db: asyncpg.Pool, *, network_poll_s: float | No
     return app
 
 
+async def _keep_session(connection: asyncpg.Connection) -> None:
+    """A released connection is not reset: the API's statements are reads that leave no session state
+    (no advisory lock, SET or cursor; the one LISTEN is undone by `PoolData.watch_ledger`), and asyncpg's
+    reset is one more round trip per query."""
+
+
 async def run_api(config: PoolConfig, dsn: str, shutdown: asyncio.Event, *,
-                  on_ready: Callable[[int], None] | None = None) -> None:
-    """Serve the API on ``api.host:api.port`` until ``shutdown`` is set."""
+                  on_ready: Callable[[int], None] | None = None, worker_port: int | None = None) -> None:
+    """Serve the API on ``api.host:api.port`` until ``shutdown`` is set; as one of ``api.workers``, on
+    ``worker_port`` with SO_REUSEPORT (the kernel spreads the connections over the workers)."""
     from pool.database import connect_pool
 
-    db = await connect_pool(dsn, min_size=2, max_size=10, command_timeout=10.0,
+    db = await connect_pool(dsn, min_size=2, max_size=10, command_timeout=10.0, reset=_keep_session,
                             server_settings={"application_name": "quarry-api"})
     try:
         app = make_app(config, db)
         runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
         await runner.setup()
         try:
-            site = web.TCPSite(runner, config.api.host, config.api.port, backlog=1024)
+            if worker_port is not None:
+                site = web.TCPSite(runner, config.api.host, worker_port, backlog=1024, reuse_port=True)
+            else:
+                site = web.TCPSite(runner, config.api.host, config.api.port, backlog=1024)
             await site.start()
             port = runner.addresses[0][1] if runner.addresses else config.api.port
             logger.info("API on http://%s:%d/api/v1/pools, dashboard on http://%s:%d/", config.api.host, port,
@@ -605,3 +642,77 @@ async def run_api(config: PoolConfig, dsn: str, shutdown: asyncio.Event, *,
             await runner.cleanup()
     finally:
         await db.close()
+
+
+def reserve_port(host: str, port: int) -> socket.socket:
+    """A socket bound (not listening) with SO_REUSEPORT: it holds the port (``api.port``, or a free one
+    for 0) that the workers then listen on with SO_REUSEPORT too."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    return sock
+
+
+async def run_api_workers(config: PoolConfig, config_path: str, dsn: str, shutdown: asyncio.Event, *,
+                          on_ready: Callable[[int], None] | None = None) -> None:
+    """``api.workers`` processes (``pool api --worker-port``) serving one port with SO_REUSEPORT; a worker
+    that dies is started again; ``shutdown`` ends them all."""
+    import shutil
+    import sys
+    import tempfile
+
+    from pool.cli import API_DSN_ENV
+
+    sock = reserve_port(config.api.host, config.api.port)
+    port = sock.getsockname()[1]
+    metrics_dir = tempfile.mkdtemp(prefix="quarry-api-metrics-")
+    env = {**os.environ, API_DSN_ENV: dsn, "PROMETHEUS_MULTIPROC_DIR": metrics_dir}
+    ready = asyncio.Event()
+    started = 0
+
+    async def worker(number: int) -> None:
+        nonlocal started
+        delay = 1.0
+        while not shutdown.is_set():
+            child = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "pool.cli", "api", "-c", config_path, "--worker-port", str(port),
+                env=env, stdout=asyncio.subprocess.PIPE)
+            try:
+                line = await child.stdout.readline()
+                if line.startswith(b"API PORT "):
+                    started += 1
+                    if started >= config.api.workers:
+                        ready.set()
+                    delay = 1.0
+                await child.wait()
+            except asyncio.CancelledError:
+                if child.returncode is None:
+                    child.terminate()
+                    try:
+                        async with asyncio.timeout(10):
+                            await child.wait()
+                    except TimeoutError:
+                        child.kill()
+                        await child.wait()
+                raise
+            if shutdown.is_set():
+                return
+            logger.error("API worker %d exited with %s; starting it again in %.0f s", number, child.returncode,
+                         delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 60.0)
+
+    tasks = [asyncio.create_task(worker(number)) for number in range(config.api.workers)]
+    try:
+        waiting = asyncio.create_task(shutdown.wait())
+        await asyncio.wait([asyncio.create_task(ready.wait()), waiting], return_when=asyncio.FIRST_COMPLETED)
+        if ready.is_set() and on_ready is not None:
+            on_ready(port)
+        await waiting
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        sock.close()
+        shutil.rmtree(metrics_dir, ignore_errors=True)

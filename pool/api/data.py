@@ -4,8 +4,14 @@ Hashrate and workers come from ``worker_minutes`` (per-minute sums per worker, w
 transaction as the shares); blocks, balances, the journal, payout reports and payments from their
 tables. Pool-wide figures cost a scan of many aggregate rows, so they are computed at most once per
 ``cache_s`` by one task (`Cached`: single flight, the old value is served while the new one is
-computed); per-miner figures are index range scans on the aggregates' primary key and are read per
-request. The 24 h figures come from the 10-minute series, refreshed once a minute.
+computed). Per-worker figures (the miner page, the top miners) come from one snapshot of every
+worker's windows (`WorkerSnapshot`), rebuilt every ``cache_s`` from the last hour's aggregates and
+once per 10-minute bucket from the 24 h window's: a miner's page then costs no scan of its aggregates,
+whose rows lie one per page across the table. Money (balance, payments, daily earnings) is read by
+index lookups, in one statement for the miner pages asked for at the same time (`Batched`), and kept
+in memory until a transaction that changes balances, the journal or payments commits (the tables'
+triggers NOTIFY ``quarry_ledger``; `PoolData.watch_ledger` listens). The pool's 24 h figures come from
+the 10-minute series, refreshed once a minute.
 
 Windows follow `pool.stats`: the 5 min and 1 h windows are the last 5 or 60 *complete* minutes before
 the current one; the 24 h window is the last 144 complete 10-minute buckets.
@@ -16,6 +22,8 @@ Money is integer satoshis; ``*_coins`` fields repeat an amount as a decimal stri
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
 import logging
 import math
 import time
@@ -36,11 +44,13 @@ from pool.stats import ONLINE_S, hashes_per_difficulty
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+K = TypeVar("K")
 
 SATOSHIS_PER_COIN = 100_000_000
 MAX_SATOSHIS = 2**63 - 1
 MAX_WORKERS_SHOWN = 1000
 MAX_CACHED_PAGES = 1024
+MAX_MONEY_CACHED = 200_000
 MINER_PAYMENTS_SHOWN = 20
 DAILY_EARNINGS_DAYS = 30
 TEN_MINUTES_S = 600
@@ -52,6 +62,18 @@ PERFORMANCE_1H_TTL_S = 600.0
 NETWORK_POLL_S = 30.0
 #: Bitcoin-style difficulty 1 (what getmininginfo's "difficulty" is relative to, for every coin).
 DAEMON_DIFF1_TARGET = 0xFFFF << 208
+
+
+_ESCAPES = ((b"&", b"\\u0026"), (b"<", b"\\u003c"), (b">", b"\\u003e"))
+
+
+def dump_json(data: Any) -> bytes:
+    """JSON with <, > and & escaped: safe inside HTML, never sniffed as markup."""
+    body = orjson.dumps(data)
+    for raw, escaped in _ESCAPES:
+        if raw in body:
+            body = body.replace(raw, escaped)
+    return body
 
 
 def coins(satoshis: int) -> str:
@@ -127,6 +149,73 @@ class DataUnavailable(RuntimeError):
     """The database (or the daemon, for network figures) cannot answer now."""
 
 
+class Batched(Generic[K, T]):
+    """Lookups of one kind by key, gathered into one statement for many keys (as a data loader does).
+
+    A lookup starts a statement at once while fewer than ``parallel`` are running; otherwise it waits
+    for the next one, which takes every key waiting (up to ``max_keys``). Under light load a lookup
+    costs one statement as before; under heavy load, one statement answers tens of requests, so the
+    database spends its time on the rows instead of on a round trip, a parse and a plan per request,
+    and every request waits in one FIFO line (a pool's free connection is not handed to whoever asks
+    last, as asyncpg's queue does when many wait).
+    """
+
+    def __init__(self, load_many: Callable[[list[K]], Awaitable[dict[K, T]]], *, parallel: int = 4,
+                 max_keys: int = 200) -> None:
+        self.load_many = load_many
+        self.parallel = parallel
+        self.max_keys = max_keys
+        self._waiting: dict[K, list[asyncio.Future]] = {}
+        self._running = 0
+        self.statements = 0
+        self.keys_loaded = 0
+
+    async def get(self, key: K) -> T | None:
+        future = asyncio.get_running_loop().create_future()
+        self._waiting.setdefault(key, []).append(future)
+        try:
+            if self._running < self.parallel:
+                # This request runs the statement itself (no task to start: one event-loop turn less).
+                await self._run(self._take())
+            return await future
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
+
+    def _take(self) -> dict[K, list[asyncio.Future]]:
+        keys = list(itertools.islice(self._waiting, self.max_keys))
+        self._running += 1
+        return {key: self._waiting.pop(key) for key in keys}
+
+    async def _run(self, batch: dict[K, list[asyncio.Future]]) -> None:
+        try:
+            try:
+                found = await self.load_many(list(batch))
+            except asyncio.CancelledError:  # the request running it went away: the others wait for the next
+                for key, futures in batch.items():
+                    alive = [future for future in futures if not future.done()]
+                    if alive:
+                        self._waiting.setdefault(key, []).extend(alive)
+                raise
+            except Exception as error:  # the database away: every waiting request gets the error
+                for futures in batch.values():
+                    for future in futures:
+                        if not future.done():
+                            future.set_exception(error)
+                return
+            self.statements += 1
+            self.keys_loaded += len(batch)
+            for key, futures in batch.items():
+                value = found.get(key)
+                for future in futures:
+                    if not future.done():
+                        future.set_result(value)
+        finally:
+            self._running -= 1
+            if self._waiting and self._running < self.parallel:
+                asyncio.ensure_future(self._run(self._take()))  # those who came while all statements ran
+
+
 @dataclass
 class NetworkState:
     """The coin network as last seen: difficulty in Stratum units, height of the chain tip."""
@@ -135,6 +224,14 @@ class NetworkState:
     hashrate: float | None = None
     source: str = "none"  # "daemon" (getmininginfo) or "ledger" (the latest block the pool stored)
     updated: float | None = None
+
+
+@dataclass
+class WorkerSnapshot:
+    """Per address, per worker: ``[d5m, d1h, d24h, last_share]`` (difficulty sums, Unix time or None);
+    ``recent``: the addresses with a share in the last hour."""
+    by_address: dict[str, dict[str, list]]
+    recent: frozenset[str]
 
 
 class PoolData:
@@ -149,19 +246,26 @@ class PoolData:
         self.hashes_per_difficulty = float(hashes_per_difficulty(config.coin.diff1_target))
         ttl = config.api.cache_s
         self.summary = Cached(self._load_summary, ttl, "pool summary")
+        self.workers = Cached(self._load_workers, ttl, "workers")
+        self.miner_money = Batched(self._load_miner_money)
+        self._money: dict[str, tuple] = {}
+        self._money_valid = False
+        self._money_generation = 0
         self.top_miners = Cached(self._load_top_miners, ttl, "top miners")
+        self._day: tuple[datetime, dict[tuple[str, str], tuple[float, float | None]]] | None = None
         self.series_10m = Cached(self._load_series_10m, max(ttl, PERFORMANCE_10M_TTL_S), "10-minute series")
         self.series_1h = Cached(self._load_series_1h, max(ttl, PERFORMANCE_1H_TTL_S), "hourly series")
         self.ledger_counts = Cached(self._load_ledger_counts, ttl, "ledger counts")
         self.network = NetworkState()
-        self._block_pages: dict[tuple, tuple[float, tuple[int, list[dict[str, Any]]]]] = {}
+        self._pool_json: tuple[tuple, bytes] | None = None
+        self._block_pages: dict[tuple, tuple[float, bytes]] = {}
         payouts = config.payouts
         recipients = sum((Fraction(p) for _, p in payouts.fee_recipients), Fraction(0))
         self.fee_percent = Fraction(payouts.pool_fee_percent) + recipients
         self.recipients_percent = recipients
 
     async def close(self) -> None:
-        for cached in (self.summary, self.top_miners, self.series_10m, self.series_1h, self.ledger_counts):
+        for cached in (self.summary, self.workers, self.top_miners, self.series_10m, self.series_1h, self.ledger_counts):
             await cached.close()
 
     # -- time ----------------------------------------------------------------------------------------
@@ -253,6 +357,16 @@ class PoolData:
         self.network = NetworkState(difficulty=difficulty, height=height if isinstance(height, int) else None,
                                     hashrate=hashrate, source="daemon", updated=self.clock())
 
+    async def pool_view_json(self) -> bytes:
+        """`pool_view` as JSON, made once per new summary, series or network figures."""
+        summary = await self.summary.get()
+        series = await self.series_10m.get()
+        key = (summary, series, self.network)
+        cached = self._pool_json
+        if cached is None or any(new is not old for new, old in zip(key, cached[0], strict=True)):
+            cached = self._pool_json = (key, dump_json(await self.pool_view()))
+        return cached[1]
+
     async def pool_view(self) -> dict[str, Any]:
         summary = await self.summary.get()
         series = await self.series_10m.get()
@@ -332,57 +446,92 @@ class PoolData:
 
     # -- miners ----------------------------------------------------------------------------------------
 
-    async def _load_top_miners(self) -> list[dict[str, Any]]:
+    async def _load_workers(self) -> WorkerSnapshot:
+        """Every worker's 5 min, 1 h and 24 h difficulty sums and last share, in two grouped scans:
+        the last hour's rows each time (``cache_s``), the 24 h window's once per 10-minute bucket."""
         minute = self._minute()
-        online_after = self._now() - timedelta(seconds=ONLINE_S)
-        rows = await self.db.fetch(
-            """SELECT address,
-                      coalesce(sum(difficulty_sum) FILTER (WHERE minute >= $2::timestamptz - interval '5 minutes'), 0) AS d5m,
-                      coalesce(sum(difficulty_sum), 0) AS d1h,
-                      count(DISTINCT worker) FILTER (WHERE last_share > $3) AS online
-               FROM worker_minutes WHERE pool = $1 AND minute >= $2::timestamptz - interval '1 hour' AND minute < $2
-               GROUP BY address ORDER BY d1h DESC, address LIMIT 1000""", self.pool, minute, online_after)
-        return [{"address": row["address"],
-                 "hashrate": {"5m": self.rate(row["d5m"], 300), "1h": self.rate(row["d1h"], 3600)},
-                 "workers_online": row["online"]} for row in rows]
+        floor = _ten_minute_floor(minute)
+        async with self.db.acquire() as connection:
+            recent = await connection.fetch(
+                """SELECT address, worker,
+                          coalesce(sum(difficulty_sum) FILTER (WHERE minute >= $2::timestamptz - interval '5 minutes'
+                                                               AND minute < $2), 0)::float8 AS d5m,
+                          coalesce(sum(difficulty_sum) FILTER (WHERE minute < $2), 0)::float8 AS d1h,
+                          extract(epoch FROM max(last_share))::float8 AS last_share
+                   FROM worker_minutes WHERE pool = $1 AND minute >= $2::timestamptz - interval '1 hour'
+                   GROUP BY address, worker""", self.pool, minute)
+            day = self._day
+            if day is None or day[0] != floor:
+                rows = await connection.fetch(
+                    """SELECT address, worker, coalesce(sum(difficulty_sum), 0)::float8 AS d24h,
+                              extract(epoch FROM max(last_share))::float8 AS last_share
+                       FROM worker_minutes WHERE pool = $1 AND minute >= $2::timestamptz - interval '24 hours'
+                         AND minute < $2
+                       GROUP BY address, worker""", self.pool, floor)
+                day = self._day = (floor, {(row[0], row[1]): (_finite(row[2]), row[3]) for row in rows})
+        by_address: dict[str, dict[str, list]] = {}
+        for (address, worker), (d24h, last) in day[1].items():
+            by_address.setdefault(address, {})[worker] = [0.0, 0.0, d24h, last]
+        for address, worker, d5m, d1h, last in recent:
+            workers = by_address.setdefault(address, {})
+            figures = workers.get(worker)
+            if figures is None:
+                workers[worker] = [_finite(d5m), _finite(d1h), 0.0, last]
+            else:
+                figures[0] = _finite(d5m)
+                figures[1] = _finite(d1h)
+                if last is not None and (figures[3] is None or last > figures[3]):
+                    figures[3] = last
+        return WorkerSnapshot(by_address, frozenset(address for address, *_ in recent))
+
+    async def _load_top_miners(self) -> list[dict[str, Any]]:
+        """The 1,000 miners with the most work in the last hour (from the workers' snapshot)."""
+        snapshot = await self.workers.get()
+        online_after = self.clock() - ONLINE_S
+        ranked = []
+        for address in snapshot.recent:
+            workers = snapshot.by_address[address].values()
+            ranked.append((-sum(figures[1] for figures in workers), address,
+                           sum(figures[0] for figures in workers),
+                           sum(1 for figures in workers if figures[3] is not None and figures[3] > online_after)))
+        ranked.sort()
+        return [{"address": address, "hashrate": {"5m": self.rate(d5m, 300), "1h": self.rate(-minus_d1h, 3600)},
+                 "workers_online": online} for minus_d1h, address, d5m, online in ranked[:1000]]
 
     async def miner(self, address: str) -> dict[str, Any] | None:
-        """Everything about one miner, or None when the ledger knows nothing of the address."""
-        minute = self._minute()
+        """Everything about one miner, or None when the ledger knows nothing of the address.
+
+        Hashrates and workers come from the workers' snapshot (at most ``cache_s`` old); the balance,
+        payments and daily earnings are as the ledger is now (`money`)."""
         now = self._now()
-        # One statement, one round trip: four index range scans, their rows as JSON.
-        row = await self.db.fetchrow(_MINER_QUERY, self.pool, address, minute, _ten_minute_floor(minute),
-                                     MINER_PAYMENTS_SHOWN, now.replace(hour=0, minute=0, second=0, microsecond=0)
-                                     - timedelta(days=DAILY_EARNINGS_DAYS - 1))
-        workers = orjson.loads(row["workers"])
-        balance = orjson.loads(row["balance"]) if row["balance"] else None
-        payments = orjson.loads(row["payments"])
-        earnings = orjson.loads(row["earnings"])
+        snapshot = await self.workers.get()
+        amount, paid, payments, earnings = await self.money(address)
+        workers = snapshot.by_address.get(address, {})
+        balance = (amount, paid) if amount is not None else None
         if not workers and balance is None and not payments and not earnings:
             return None
         online_after = now.timestamp() - ONLINE_S
         totals = {"5m": 0.0, "1h": 0.0, "24h": 0.0}
         shown = []
-        for row in workers:
-            rates = {"5m": self.rate(row["d5m"], 300), "1h": self.rate(row["d1h"], 3600),
-                     "24h": self.rate(row["d24h"], 86400)}
-            for key, value in rates.items():
-                totals[key] += value
-            last = row["last_share"]
+        for name in sorted(workers):
+            d5m, d1h, d24h, last = workers[name]
+            rates = {"5m": self.rate(d5m, 300), "1h": self.rate(d1h, 3600), "24h": self.rate(d24h, 86400)}
+            totals["5m"] += rates["5m"]
+            totals["1h"] += rates["1h"]
+            totals["24h"] += rates["24h"]
             if len(shown) < MAX_WORKERS_SHOWN:
-                shown.append({"name": row["worker"], "hashrate": rates, "last_share": last,
+                shown.append({"name": name, "hashrate": rates, "last_share": last,
                               "online": last is not None and last > online_after})
         immature = 0
         if self.config.payouts.scheme not in ("pps", "fpps"):
             summary = await self.summary.get()
             series = await self.series_10m.get()
             pool_24h = sum(point[1] for point in series["sums"])
-            miner_24h = sum(_finite(row["d24h"]) for row in workers)
+            miner_24h = sum(figures[2] for figures in workers.values())
             if pool_24h > 0 and summary["pending_reward"]:
                 share = min(Fraction(miner_24h) / Fraction(pool_24h), Fraction(1))
                 immature = math.floor(summary["pending_reward"] * (1 - self.fee_percent / 100) * share)
-        amount = balance["amount"] if balance else 0
-        paid = balance["paid"] if balance else 0
+        amount, paid = balance if balance else (0, 0)
         return {
             "pool": self.pool,
             "address": address,
@@ -401,6 +550,60 @@ class PoolData:
             "daily_earnings": [{"day": row["day"], "amount": row["amount"],
                                 "amount_coins": coins(row["amount"])} for row in earnings],
         }
+
+    async def money(self, address: str) -> tuple:
+        """One miner's balance, total paid, latest payments and daily earnings: from memory while
+        the ledger has not changed since they were read (`watch_ledger`), else from the database."""
+        cached = self._money.get(address)
+        if cached is not None and self._money_valid:
+            return cached
+        generation = self._money_generation
+        money = await self.miner_money.get(address)
+        if money is None:
+            money = (None, None, [], [])
+        if self._money_valid and generation == self._money_generation:  # no change committed meanwhile
+            if len(self._money) >= MAX_MONEY_CACHED:
+                self._money.clear()
+            self._money[address] = money
+        return money
+
+    def ledger_changed(self, *_: Any) -> None:
+        """A transaction that changed balances, the journal or payments committed: forget what was read."""
+        self._money_generation += 1
+        self._money.clear()
+
+    async def watch_ledger(self, retry_s: float = 1.0) -> None:
+        """LISTEN for the ledger's changes on a connection of its own; the money of miners is kept in
+        memory only while this listens (a lost connection: every page reads the database again)."""
+        while True:
+            lost = asyncio.Event()
+            try:
+                async with self.db.acquire() as connection:
+                    connection.add_termination_listener(lambda _, lost=lost: lost.set())
+                    await connection.add_listener("quarry_ledger", self.ledger_changed)
+                    self.ledger_changed()
+                    self._money_valid = True
+                    try:
+                        await lost.wait()
+                    finally:
+                        self._money_valid = False
+                        self.ledger_changed()
+                        if not connection.is_closed():
+                            with contextlib.suppress(Exception):
+                                await connection.remove_listener("quarry_ledger", self.ledger_changed)
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # the database away: read per request until it is back
+                logger.warning("api: cannot listen for ledger changes: %s: %s", type(error).__name__, error)
+            await asyncio.sleep(retry_s)
+
+    async def _load_miner_money(self, addresses: list[str]) -> dict[str, tuple]:
+        """Per address: balance (or None), total paid, the latest payments and the daily earnings."""
+        since = self._now().replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(
+            days=DAILY_EARNINGS_DAYS - 1)
+        rows = await self.db.fetch(_MINER_QUERY, self.pool, addresses, MINER_PAYMENTS_SHOWN, since)
+        return {row["address"]: (row["amount"], row["paid"], orjson.loads(row["payments"]),
+                                 orjson.loads(row["earnings"])) for row in rows}
 
     async def miner_performance(self, address: str) -> dict[str, Any]:
         """One miner's hashrate and workers per 10 minutes over 24 h (144 points; a range scan of the
@@ -422,17 +625,19 @@ class PoolData:
 
     # -- blocks, payouts, payments ---------------------------------------------------------------------
 
-    async def blocks(self, offset: int, limit: int, status: str | None) -> tuple[int, list[dict[str, Any]]]:
-        """A page of blocks; pages are kept for ``cache_s`` (the blocks table changes a few times an hour)."""
-        key = (offset, limit, status)
+    async def blocks_json(self, page: int, page_size: int, status: str | None) -> bytes:
+        """A page of blocks as the route's JSON; pages are kept for ``cache_s`` (the blocks table
+        changes a few times an hour)."""
+        key = (page, page_size, status)
         hit = self._block_pages.get(key)
         if hit is not None and time.monotonic() - hit[0] < self.config.api.cache_s:
             return hit[1]
-        page = await self._blocks(offset, limit, status)
+        total, items = await self._blocks(page * page_size, page_size, status)
+        body = dump_json({"page": page, "page_size": page_size, "total": total, "items": items})
         if len(self._block_pages) >= MAX_CACHED_PAGES:
             self._block_pages.clear()
-        self._block_pages[key] = (time.monotonic(), page)
-        return page
+        self._block_pages[key] = (time.monotonic(), body)
+        return body
 
     async def _blocks(self, offset: int, limit: int, status: str | None) -> tuple[int, list[dict[str, Any]]]:
         async with self.db.acquire() as connection:
@@ -541,27 +746,17 @@ class PoolData:
 
 _MINER_QUERY = """
 SELECT
-  (SELECT coalesce(json_agg(w ORDER BY w.worker), '[]') FROM (
-      SELECT worker,
-             coalesce(sum(difficulty_sum) FILTER (WHERE minute >= $3::timestamptz - interval '5 minutes'
-                                                  AND minute < $3), 0) AS d5m,
-             coalesce(sum(difficulty_sum) FILTER (WHERE minute >= $3::timestamptz - interval '1 hour'
-                                                  AND minute < $3), 0) AS d1h,
-             coalesce(sum(difficulty_sum) FILTER (WHERE minute < $4), 0) AS d24h,
-             extract(epoch FROM max(last_share))::double precision AS last_share
-      FROM worker_minutes WHERE pool = $1 AND address = $2 AND minute >= $4::timestamptz - interval '24 hours'
-      GROUP BY worker) w)::text AS workers,
-  (SELECT row_to_json(b) FROM (SELECT amount, paid FROM balances WHERE pool = $1 AND address = $2) b)::text
-      AS balance,
+  a.address, b.amount, b.paid,
   (SELECT coalesce(json_agg(p ORDER BY p.id DESC), '[]') FROM (
       SELECT p.id, p.txid, p.status, o.amount, extract(epoch FROM p.created)::double precision AS created
       FROM payment_outputs o JOIN payments p ON p.id = o.payment_id
-      WHERE p.pool = $1 AND o.address = $2 ORDER BY p.id DESC LIMIT $5) p)::text AS payments,
+      WHERE p.pool = $1 AND o.address = a.address ORDER BY o.payment_id DESC LIMIT $3) p)::text AS payments,
   (SELECT coalesce(json_agg(e ORDER BY e.day), '[]') FROM (
       SELECT to_char(date_trunc('day', created), 'YYYY-MM-DD') AS day, sum(amount)::bigint AS amount FROM journal
-      WHERE pool = $1 AND address = $2 AND amount > 0
-        AND reason IN ('block_credit', 'pps_credit', 'fee_recipient') AND created >= $6
+      WHERE pool = $1 AND address = a.address AND amount > 0
+        AND reason IN ('block_credit', 'pps_credit', 'fee_recipient') AND created >= $4
       GROUP BY 1) e)::text AS earnings
+FROM unnest($2::text[]) AS a(address) LEFT JOIN balances b ON b.pool = $1 AND b.address = a.address
 """
 
 

@@ -189,6 +189,8 @@ def _minimal() -> dict:
     ('metrics_listen = "127.0.0.1:9108"', 'metrics_listen = "x:99999"', "api.metrics_listen", "HOST:PORT"),
     ("trust_forwarded_for = false", 'trust_forwarded_for = "no"', "api.trust_forwarded_for", "true or false"),
     ("cache_s = 10.0", "cache_s = 1e9", "api.cache_s", "must be in"),
+    ("workers = 1", "workers = 0", "api.workers", "must be in"),
+    ("workers = 1", "workers = 2.5", "api.workers", "must be a number in [1, 64]"),
 ])
 def test_bad_api_values_name_key_file_and_line(tmp_path, old, new, key, message):
     path = write(tmp_path, example_with(old, new))

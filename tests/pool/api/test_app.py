@@ -11,7 +11,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from api_seed import ALICE, BOB, CAROL, HOSTILE_WORKER, POOL, api_config, seed
 
 from payouts import merkle
-from pool.api.app import DASHBOARD_CSP, DASHBOARD_ROUTES, ROUTES, RateLimiter, make_app
+from pool.api.app import DASHBOARD_CSP, DASHBOARD_ROUTES, DATA, ROUTES, RateLimiter, make_app
 
 P = f"/api/v1/pools/{POOL}"
 
@@ -134,6 +134,51 @@ async def test_top_miners_and_one_miner(client, seeded):
     assert miner["daily_earnings"][-1]["amount"] == seeded["report"].amounts()[ALICE]
     # a pending block of 50 coins; Alice did 150 of 160 difficulty over 24 h; 1 % fee
     assert 0 < miner["immature_estimate"] <= 5_000_000_000 * 99 // 100 * 150 // 160
+
+
+async def test_a_miners_money_is_served_from_memory_until_the_ledger_changes(db, client, seeded):
+    """Balance and payments are kept per miner until a ledger transaction commits (NOTIFY from the
+    tables' triggers): the page changes with the commit, not before, never a cache period later."""
+    data = client.server.app[DATA]
+    async with asyncio.timeout(10):
+        while not data._money_valid:  # the listener is up
+            await asyncio.sleep(0.05)
+    before = await get(client, f"{P}/miners/{ALICE}")
+    statements = data.miner_money.statements
+    assert (await get(client, f"{P}/miners/{ALICE}"))["balance"] == before["balance"]
+    assert data.miner_money.statements == statements  # from memory
+    async with db.acquire() as connection, connection.transaction():
+        await connection.execute("UPDATE balances SET amount = amount + 7 WHERE pool = $1 AND address = $2",
+                                 POOL, ALICE)
+        # not committed yet: the page still shows the committed balance
+        assert (await get(client, f"{P}/miners/{ALICE}"))["balance"] == before["balance"]
+    async with asyncio.timeout(5):
+        while (await get(client, f"{P}/miners/{ALICE}"))["balance"] != before["balance"] + 7:
+            await asyncio.sleep(0.01)
+    await db.execute("UPDATE balances SET amount = amount - 7 WHERE pool = $1 AND address = $2", POOL, ALICE)
+    async with asyncio.timeout(5):
+        while (await get(client, f"{P}/miners/{ALICE}"))["balance"] != before["balance"]:
+            await asyncio.sleep(0.01)
+
+
+async def test_a_lost_ledger_listener_means_reading_the_database_again(db, client, seeded):
+    data = client.server.app[DATA]
+    async with asyncio.timeout(10):
+        while not data._money_valid:
+            await asyncio.sleep(0.05)
+    await get(client, f"{P}/miners/{ALICE}")
+    await db.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE 'LISTEN%'"
+                     " AND pid <> pg_backend_pid()")
+    async with asyncio.timeout(5):
+        while data._money_valid:
+            await asyncio.sleep(0.01)
+    statements = data.miner_money.statements
+    await get(client, f"{P}/miners/{ALICE}")
+    await get(client, f"{P}/miners/{ALICE}")
+    assert data.miner_money.statements == statements + 2  # no memory while nobody listens
+    async with asyncio.timeout(10):
+        while not data._money_valid:  # listening again
+            await asyncio.sleep(0.05)
 
 
 async def test_miner_performance_is_the_miners_own_series(client):

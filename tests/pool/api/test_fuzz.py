@@ -110,3 +110,56 @@ def test_pool_api_needs_a_database(tmp_path, args, message):
     result = subprocess.run([sys.executable, "-m", "pool.cli", "api", "-c", str(tmp_path / "pool.toml"), *args],
                             capture_output=True, cwd=ROOT, env=env, timeout=60)
     assert result.returncode == 2 and message in result.stderr
+
+
+def _children(pid: int) -> set[int]:
+    children = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[1] == str(pid):
+            children.add(int(stat.parent.name))
+    return children
+
+
+async def test_api_workers_share_one_port_count_together_and_stop_together(db, dsn, tmp_path):
+    """api.workers = 2: two processes answer on one port (SO_REUSEPORT); /metrics in either sums the
+    requests of both; a worker killed is started again; SIGTERM ends them all."""
+    import signal
+
+    import aiohttp
+
+    await seed(db)
+    process, port = await start_api(write_config(tmp_path / "pool.toml", dsn, workers=2))
+    url = f"http://127.0.0.1:{port}/api/v1/pools/litecoin-regtest/miners/{ALICE}"
+    try:
+        workers = _children(process.pid)
+        assert len(workers) == 2
+        requests = 40
+        for _ in range(requests):  # a connection each: the kernel spreads them over both workers
+            async with aiohttp.ClientSession() as session, session.get(url) as response:
+                assert response.status == 200 and (await response.json())["address"] == ALICE
+        route = 'quarry_api_requests_total{route="/api/v1/pools/{pool}/miners/{address}",status="200"}'
+        for _ in range(4):  # whichever worker answers, the count is both workers'
+            async with aiohttp.ClientSession() as session, session.get(
+                    f"http://127.0.0.1:{port}/metrics") as response:
+                text = await response.text()
+            line = next(line for line in text.splitlines() if line.startswith(route))
+            assert float(line.split()[-1]) == requests
+        os.kill(min(workers), signal.SIGKILL)
+        async with asyncio.timeout(20):
+            while len(_children(process.pid) - workers) < 1 or len(_children(process.pid)) < 2:
+                await asyncio.sleep(0.2)
+            while True:  # the new worker answers too
+                try:
+                    async with aiohttp.ClientSession() as session, session.get(url) as response:
+                        assert response.status == 200
+                    break
+                except aiohttp.ClientError:
+                    await asyncio.sleep(0.2)
+        everyone = _children(process.pid)
+    finally:
+        assert await stop_api(process) == 0
+    assert not any(Path(f"/proc/{pid}").exists() for pid in everyone)
