@@ -51,6 +51,9 @@ MAX_SATOSHIS = 2**63 - 1
 MAX_WORKERS_SHOWN = 1000
 MAX_CACHED_PAGES = 1024
 MAX_MONEY_CACHED = 200_000
+PREFETCH_CHUNK = 500
+PREFETCH_DELAY_S = 0.2
+NO_MONEY: tuple = (None, None, [], [])
 MINER_PAYMENTS_SHOWN = 20
 DAILY_EARNINGS_DAYS = 30
 TEN_MINUTES_S = 600
@@ -248,9 +251,10 @@ class PoolData:
         self.summary = Cached(self._load_summary, ttl, "pool summary")
         self.workers = Cached(self._load_workers, ttl, "workers")
         self.miner_money = Batched(self._load_miner_money)
-        self._money: dict[str, tuple] = {}
+        self._money: dict[str, tuple[datetime, tuple]] = {}  # address -> (earnings since, money)
         self._money_valid = False
         self._money_generation = 0
+        self._money_dirty = asyncio.Event()
         self.top_miners = Cached(self._load_top_miners, ttl, "top miners")
         self._day: tuple[datetime, dict[tuple[str, str], tuple[float, float | None]]] | None = None
         self.series_10m = Cached(self._load_series_10m, max(ttl, PERFORMANCE_10M_TTL_S), "10-minute series")
@@ -259,6 +263,7 @@ class PoolData:
         self.network = NetworkState()
         self._pool_json: tuple[tuple, bytes] | None = None
         self._block_pages: dict[tuple, tuple[float, bytes]] = {}
+        self._block_refreshing: set[tuple] = set()
         payouts = config.payouts
         recipients = sum((Fraction(p) for _, p in payouts.fee_recipients), Fraction(0))
         self.fee_percent = Fraction(payouts.pool_fee_percent) + recipients
@@ -554,53 +559,102 @@ class PoolData:
     async def money(self, address: str) -> tuple:
         """One miner's balance, total paid, latest payments and daily earnings: from memory while
         the ledger has not changed since they were read (`watch_ledger`), else from the database."""
+        since = self._earnings_since()
         cached = self._money.get(address)
-        if cached is not None and self._money_valid:
-            return cached
+        if cached is not None and self._money_valid and cached[0] == since:
+            return cached[1]
         generation = self._money_generation
         money = await self.miner_money.get(address)
         if money is None:
-            money = (None, None, [], [])
-        if self._money_valid and generation == self._money_generation:  # no change committed meanwhile
-            if len(self._money) >= MAX_MONEY_CACHED:
-                self._money.clear()
-            self._money[address] = money
+            money = NO_MONEY
+        self._keep_money(generation, since, {address: money})
         return money
 
+    def _earnings_since(self) -> datetime:
+        return self._now().replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(
+            days=DAILY_EARNINGS_DAYS - 1)
+
+    def _keep_money(self, generation: int, since: datetime, found: dict[str, tuple]) -> bool:
+        """Keep what was read, unless a ledger change committed since the read began."""
+        if not self._money_valid or generation != self._money_generation:
+            return False
+        if len(self._money) + len(found) > MAX_MONEY_CACHED:
+            self._money.clear()
+        for address, money in found.items():
+            self._money[address] = (since, money)
+        return True
+
     def ledger_changed(self, *_: Any) -> None:
-        """A transaction that changed balances, the journal or payments committed: forget what was read."""
+        """A transaction that changed balances, the journal or payments committed: forget what was read
+        (and read every miner's money again soon, `_prefetch_money`)."""
         self._money_generation += 1
         self._money.clear()
+        self._money_dirty.set()
 
     async def watch_ledger(self, retry_s: float = 1.0) -> None:
         """LISTEN for the ledger's changes on a connection of its own; the money of miners is kept in
         memory only while this listens (a lost connection: every page reads the database again)."""
-        while True:
-            lost = asyncio.Event()
-            try:
-                async with self.db.acquire() as connection:
-                    connection.add_termination_listener(lambda _, lost=lost: lost.set())
-                    await connection.add_listener("quarry_ledger", self.ledger_changed)
-                    self.ledger_changed()
-                    self._money_valid = True
-                    try:
-                        await lost.wait()
-                    finally:
-                        self._money_valid = False
+        prefetcher = asyncio.ensure_future(self._prefetch_loop())
+        try:
+            while True:
+                lost = asyncio.Event()
+                try:
+                    async with self.db.acquire() as connection:
+                        connection.add_termination_listener(lambda _, lost=lost: lost.set())
+                        await connection.add_listener("quarry_ledger", self.ledger_changed)
+                        self._money_valid = True
                         self.ledger_changed()
-                        if not connection.is_closed():
-                            with contextlib.suppress(Exception):
-                                await connection.remove_listener("quarry_ledger", self.ledger_changed)
+                        try:
+                            await lost.wait()
+                        finally:
+                            self._money_valid = False
+                            self.ledger_changed()
+                            if not connection.is_closed():
+                                with contextlib.suppress(Exception):
+                                    await connection.remove_listener("quarry_ledger", self.ledger_changed)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as error:  # the database away: read per request until it is back
+                    logger.warning("api: cannot listen for ledger changes: %s: %s", type(error).__name__, error)
+                await asyncio.sleep(retry_s)
+        finally:
+            prefetcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await prefetcher
+
+    async def _prefetch_loop(self) -> None:
+        while True:
+            await self._money_dirty.wait()
+            await asyncio.sleep(PREFETCH_DELAY_S)  # a change comes as a few commits close together
+            self._money_dirty.clear()
+            if not self._money_valid:
+                continue
+            try:
+                await self._prefetch_money()
             except asyncio.CancelledError:
                 raise
-            except Exception as error:  # the database away: read per request until it is back
-                logger.warning("api: cannot listen for ledger changes: %s: %s", type(error).__name__, error)
-            await asyncio.sleep(retry_s)
+            except Exception as error:  # pages read what they need themselves meanwhile
+                logger.warning("api: could not read the miners' money ahead: %s: %s", type(error).__name__, error)
+
+    async def _prefetch_money(self) -> None:
+        """Read the money of every miner with a balance row (most recently changed first), a chunk per
+        statement, so that miner pages after a ledger change are answered from memory as well."""
+        generation = self._money_generation
+        since = self._earnings_since()
+        addresses = [row[0] for row in await self.db.fetch(
+            "SELECT address FROM balances WHERE pool = $1 ORDER BY updated DESC LIMIT $2",
+            self.pool, MAX_MONEY_CACHED)]
+        for start in range(0, len(addresses), PREFETCH_CHUNK):
+            chunk = [address for address in addresses[start:start + PREFETCH_CHUNK] if address not in self._money]
+            if not chunk:
+                continue
+            found = await self._load_miner_money(chunk)
+            if not self._keep_money(generation, since, {address: found.get(address, NO_MONEY) for address in chunk}):
+                return  # changed again: the loop starts over
 
     async def _load_miner_money(self, addresses: list[str]) -> dict[str, tuple]:
         """Per address: balance (or None), total paid, the latest payments and the daily earnings."""
-        since = self._now().replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(
-            days=DAILY_EARNINGS_DAYS - 1)
+        since = self._earnings_since()
         rows = await self.db.fetch(_MINER_QUERY, self.pool, addresses, MINER_PAYMENTS_SHOWN, since)
         return {row["address"]: (row["amount"], row["paid"], orjson.loads(row["payments"]),
                                  orjson.loads(row["earnings"])) for row in rows}
@@ -627,17 +681,32 @@ class PoolData:
 
     async def blocks_json(self, page: int, page_size: int, status: str | None) -> bytes:
         """A page of blocks as the route's JSON; pages are kept for ``cache_s`` (the blocks table
-        changes a few times an hour)."""
+        changes a few times an hour), then served while one task reads the page again."""
         key = (page, page_size, status)
         hit = self._block_pages.get(key)
-        if hit is not None and time.monotonic() - hit[0] < self.config.api.cache_s:
+        if hit is not None:
+            if time.monotonic() - hit[0] >= self.config.api.cache_s and key not in self._block_refreshing:
+                self._block_refreshing.add(key)
+                asyncio.ensure_future(self._refresh_block_page(key))
             return hit[1]
+        return await self._read_block_page(key)
+
+    async def _read_block_page(self, key: tuple) -> bytes:
+        page, page_size, status = key
         total, items = await self._blocks(page * page_size, page_size, status)
         body = dump_json({"page": page, "page_size": page_size, "total": total, "items": items})
         if len(self._block_pages) >= MAX_CACHED_PAGES:
             self._block_pages.clear()
         self._block_pages[key] = (time.monotonic(), body)
         return body
+
+    async def _refresh_block_page(self, key: tuple) -> None:
+        try:
+            await self._read_block_page(key)
+        except Exception as error:  # the database away: the old page is served until it is back
+            logger.warning("api: could not refresh a page of blocks: %s: %s", type(error).__name__, error)
+        finally:
+            self._block_refreshing.discard(key)
 
     async def _blocks(self, offset: int, limit: int, status: str | None) -> tuple[int, list[dict[str, Any]]]:
         async with self.db.acquire() as connection:

@@ -161,6 +161,26 @@ async def test_a_miners_money_is_served_from_memory_until_the_ledger_changes(db,
             await asyncio.sleep(0.01)
 
 
+async def test_after_a_ledger_change_every_miners_money_is_read_ahead(db, client, seeded):
+    data = client.server.app[DATA]
+    async with asyncio.timeout(10):
+        while not data._money_valid:
+            await asyncio.sleep(0.05)
+    await db.execute("UPDATE balances SET amount = amount + 3 WHERE pool = $1 AND address = $2", POOL, BOB)
+    async with asyncio.timeout(10):  # the notification clears memory, then every miner is read again
+        while BOB not in data._money or data._money[BOB][1][0] != (await db.fetchval(
+                "SELECT amount FROM balances WHERE pool = $1 AND address = $2", POOL, BOB)):
+            await asyncio.sleep(0.05)
+    statements = data.miner_money.statements
+    bob = await get(client, f"{P}/miners/{BOB}")
+    alice = await get(client, f"{P}/miners/{ALICE}")
+    assert data.miner_money.statements == statements  # both answered from memory
+    assert bob["balance"] == await db.fetchval(
+        "SELECT amount FROM balances WHERE pool = $1 AND address = $2", POOL, BOB)
+    assert alice["balance"] == await db.fetchval(
+        "SELECT amount FROM balances WHERE pool = $1 AND address = $2", POOL, ALICE)
+
+
 async def test_a_lost_ledger_listener_means_reading_the_database_again(db, client, seeded):
     data = client.server.app[DATA]
     async with asyncio.timeout(10):
