@@ -136,6 +136,34 @@ async def test_top_miners_and_one_miner(client, seeded):
     assert 0 < miner["immature_estimate"] <= 5_000_000_000 * 99 // 100 * 150 // 160
 
 
+async def test_worker_windows_from_the_snapshot(db, seeded):
+    """A worker seen 3 h ago counts in the 24 h window only; one seen only this minute is online with
+    no complete minute yet; the top miners come from the same snapshot."""
+    from datetime import UTC, datetime, timedelta
+
+    minute = datetime.now(UTC).replace(second=0, microsecond=0)
+    old = minute - timedelta(hours=3)
+    await db.copy_records_to_table(
+        "worker_minutes", records=[(POOL, ALICE, "old-rig", old, 6, 600.0, old + timedelta(seconds=5)),
+                                   (POOL, CAROL, "new-rig", minute, 1, 8.0, minute + timedelta(seconds=1))],
+        columns=["pool", "address", "worker", "minute", "shares", "difficulty_sum", "last_share"])
+    client = await client_for(db)
+    try:
+        miner = await get(client, f"{P}/miners/{ALICE}")
+        workers = {worker["name"]: worker for worker in miner["workers"]}
+        assert set(workers) == {"rig1", HOSTILE_WORKER, "old-rig"} and miner["workers_total"] == 3
+        old_rig = workers["old-rig"]
+        assert old_rig["hashrate"] == {"5m": 0.0, "1h": 0.0, "24h": pytest.approx(600 * 2**16 / 86400)}
+        assert old_rig["last_share"] == (old + timedelta(seconds=5)).timestamp() and not old_rig["online"]
+        assert miner["hashrate"]["24h"] == pytest.approx(sum(w["hashrate"]["24h"] for w in miner["workers"]))
+        carol = await get(client, f"{P}/miners/{CAROL}")  # no balance, only this minute's share
+        assert carol["workers_online"] == 1 and carol["hashrate"] == {"5m": 0.0, "1h": 0.0, "24h": 0.0}
+        top = [miner["address"] for miner in (await get(client, f"{P}/miners"))["items"]]
+        assert top == [ALICE, BOB, CAROL]  # by the last hour's work; Carol's minute is not complete
+    finally:
+        await client.close()
+
+
 async def test_a_miners_money_is_served_from_memory_until_the_ledger_changes(db, client, seeded):
     """Balance and payments are kept per miner until a ledger transaction commits (NOTIFY from the
     tables' triggers): the page changes with the commit, not before, never a cache period later."""
