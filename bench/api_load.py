@@ -10,10 +10,17 @@ balance per miner and some payments;
 keeps ``--clients`` (200) concurrent clients on ``/pools/{pool}``, ``/miners/{address}`` (a random
 miner) and ``/blocks?page=N`` (a random page) for ``--seconds`` (30).
 
+Each client keeps one keep-alive connection and sends its next request when the answer is in
+(a closed loop, as ``wrk -c 200`` does), through a small HTTP/1.1 client that costs the shared cores
+little. ``--ledger-change-every S`` commits a balance change every S seconds meanwhile (each one makes
+the API read every miner's money again); ``--workers N`` sets ``api.workers``.
+
 One JSON line on stdout: ``requests_per_s``, ``p50_ms``, ``p99_ms`` (client-side, send -> whole
-answer), per route p50/p99, errors, the seed time, and the CPU the API process used. Goal: p99 < 50 ms.
+answer), per route p50/p99, errors, the seed time, and the CPU the API processes and the load
+generator used. Goal: p99 < 50 ms.
 
     python bench/api_load.py [--shares 1000000] [--miners 10000] [--blocks 1000] [--clients 200] [--seconds 30]
+                             [--ledger-change-every S] [--workers N] [--dsn DSN]
 """
 from __future__ import annotations
 
@@ -189,6 +196,28 @@ class _HttpClient(asyncio.Protocol):
         return await self.waiter
 
 
+async def change_ledger(dsn: str, addresses: list[str], every_s: float, stop: asyncio.Event) -> int:
+    """A balance changed every ``every_s`` seconds, as credits and payments do: each commit makes the
+    API forget every miner's money and read it again."""
+    import asyncpg
+
+    connection = await asyncpg.connect(dsn)
+    changes = 0
+    try:
+        rng = random.Random(7)
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), every_s)
+            if stop.is_set():
+                break
+            await connection.execute("UPDATE balances SET amount = amount + 1 WHERE pool = $1 AND address = $2",
+                                     POOL, addresses[rng.randrange(len(addresses))])
+            changes += 1
+    finally:
+        await connection.close()
+    return changes
+
+
 async def load(port: int, addresses: list[str], blocks: int, clients: int, seconds: float) -> dict:
     base = f"/api/v1/pools/{POOL}"
     pages = max(1, blocks // 20)
@@ -264,6 +293,8 @@ async def main() -> None:
     parser.add_argument("--blocks", type=int, default=1000)
     parser.add_argument("--clients", type=int, default=200)
     parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--ledger-change-every", type=float, default=0.0, metavar="S",
+                        help="commit a balance change every S seconds during the run (0: none)")
     parser.add_argument("--workers", type=int, default=1, help="api.workers: API processes on one socket")
     parser.add_argument("--dsn", help="a database this script seeded before (with the same sizes): no new seed")
     args = parser.parse_args()
@@ -295,7 +326,12 @@ async def main() -> None:
             cpu_before = cpu_seconds(api.pid)
             load_cpu_before = time.process_time()
             log(f"{args.clients} clients for {args.seconds:g} s ...")
+            stop = asyncio.Event()
+            changer = (asyncio.ensure_future(change_ledger(dsn, addresses, args.ledger_change_every, stop))
+                       if args.ledger_change_every > 0 else None)
             result = await load(port, addresses, args.blocks, args.clients, args.seconds)
+            stop.set()
+            ledger_changes = await changer if changer is not None else 0
             api_cpu = cpu_seconds(api.pid) - cpu_before
             load_cpu = time.process_time() - load_cpu_before
         finally:
@@ -316,6 +352,7 @@ async def main() -> None:
         "api_cpu_cores_used": round(api_cpu / result["wall_s"], 2),
         "load_generator_cpu_cores_used": round(load_cpu / result["wall_s"], 2),
         "api_workers": args.workers,
+        "ledger_changes": ledger_changes,
         "api_in_own_process": True,
         "cpu_count": os.cpu_count(),
         **seeded,

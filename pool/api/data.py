@@ -584,10 +584,16 @@ class PoolData:
             self._money[address] = (since, money)
         return True
 
-    def ledger_changed(self, *_: Any) -> None:
-        """A transaction that changed balances, the journal or payments committed: forget what was read
-        (and read every miner's money again soon, `_prefetch_money`)."""
+    def ledger_changed(self, _connection: Any = None, _pid: int = 0, _channel: str = "", payload: str = "") -> None:
+        """A transaction that changed money committed: forget what was read of the miner it names
+        ("POOL ADDRESS"), or of everyone ("": then read them all again soon, `_prefetch_money`). A read
+        that was running meanwhile is not kept (the generation moved on)."""
         self._money_generation += 1
+        if payload:
+            pool, _, address = payload.partition(" ")
+            if pool == self.pool:
+                self._money.pop(address, None)
+            return
         self._money.clear()
         self._money_dirty.set()
 
@@ -638,7 +644,8 @@ class PoolData:
 
     async def _prefetch_money(self) -> None:
         """Read the money of every miner with a balance row (most recently changed first), a chunk per
-        statement, so that miner pages after a ledger change are answered from memory as well."""
+        statement, so that miner pages are answered from memory from the start (and after a TRUNCATE
+        or a lost listener)."""
         generation = self._money_generation
         since = self._earnings_since()
         addresses = [row[0] for row in await self.db.fetch(
@@ -650,7 +657,9 @@ class PoolData:
                 continue
             found = await self._load_miner_money(chunk)
             if not self._keep_money(generation, since, {address: found.get(address, NO_MONEY) for address in chunk}):
-                return  # changed again: the loop starts over
+                self._money_dirty.set()  # a change came meanwhile: read again what is not in memory
+                return
+            generation = self._money_generation
 
     async def _load_miner_money(self, addresses: list[str]) -> dict[str, tuple]:
         """Per address: balance (or None), total paid, the latest payments and the daily earnings."""
