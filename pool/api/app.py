@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import importlib.resources
 import logging
 import math
@@ -633,6 +634,9 @@ async def run_api(config: PoolConfig, dsn: str, shutdown: asyncio.Event, *,
                 site = web.TCPSite(runner, config.api.host, config.api.port, backlog=1024)
             await site.start()
             port = runner.addresses[0][1] if runner.addresses else config.api.port
+            # Everything made so far (modules, the application) lives as long as the process: out of the
+            # garbage collector's sight, its full collections walk only what requests and caches make.
+            gc.freeze()
             logger.info("API on http://%s:%d/api/v1/pools, dashboard on http://%s:%d/", config.api.host, port,
                         config.api.host, port)
             if on_ready is not None:

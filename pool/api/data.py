@@ -53,7 +53,7 @@ MAX_CACHED_PAGES = 1024
 MAX_MONEY_CACHED = 200_000
 PREFETCH_CHUNK = 500
 PREFETCH_DELAY_S = 0.2
-NO_MONEY: tuple = (None, None, [], [])
+NO_MONEY: tuple = (None, None, "[]", "[]")
 MINER_PAYMENTS_SHOWN = 20
 DAILY_EARNINGS_DAYS = 30
 TEN_MINUTES_S = 600
@@ -231,9 +231,9 @@ class NetworkState:
 
 @dataclass
 class WorkerSnapshot:
-    """Per address, per worker: ``[d5m, d1h, d24h, last_share]`` (difficulty sums, Unix time or None);
+    """Per address, per worker: ``(d5m, d1h, d24h, last_share)`` (difficulty sums, Unix time or None);
     ``recent``: the addresses with a share in the last hour."""
-    by_address: dict[str, dict[str, list]]
+    by_address: dict[str, dict[str, tuple]]
     recent: frozenset[str]
 
 
@@ -474,7 +474,7 @@ class PoolData:
                          AND minute < $2
                        GROUP BY address, worker""", self.pool, floor)
                 day = self._day = (floor, {(row[0], row[1]): (_finite(row[2]), row[3]) for row in rows})
-        by_address: dict[str, dict[str, list]] = {}
+        by_address: dict[str, dict[str, tuple]] = {}
         for (address, worker), (d24h, last) in day[1].items():
             by_address.setdefault(address, {})[worker] = [0.0, 0.0, d24h, last]
         for address, worker, d5m, d1h, last in recent:
@@ -487,6 +487,11 @@ class PoolData:
                 figures[1] = _finite(d1h)
                 if last is not None and (figures[3] is None or last > figures[3]):
                     figures[3] = last
+        # Tuples of numbers: the cyclic garbage collector stops tracking them, so tens of thousands of
+        # workers kept for cache_s do not lengthen its full collections (pauses of the event loop).
+        for workers in by_address.values():
+            for worker, figures in workers.items():
+                workers[worker] = tuple(figures)
         return WorkerSnapshot(by_address, frozenset(address for address, *_ in recent))
 
     async def _load_top_miners(self) -> list[dict[str, Any]]:
@@ -510,7 +515,9 @@ class PoolData:
         payments and daily earnings are as the ledger is now (`money`)."""
         now = self._now()
         snapshot = await self.workers.get()
-        amount, paid, payments, earnings = await self.money(address)
+        amount, paid, payments_json, earnings_json = await self.money(address)
+        payments = orjson.loads(payments_json)
+        earnings = orjson.loads(earnings_json)
         workers = snapshot.by_address.get(address, {})
         balance = (amount, paid) if amount is not None else None
         if not workers and balance is None and not payments and not earnings:
@@ -665,8 +672,9 @@ class PoolData:
         """Per address: balance (or None), total paid, the latest payments and the daily earnings."""
         since = self._earnings_since()
         rows = await self.db.fetch(_MINER_QUERY, self.pool, addresses, MINER_PAYMENTS_SHOWN, since)
-        return {row["address"]: (row["amount"], row["paid"], orjson.loads(row["payments"]),
-                                 orjson.loads(row["earnings"])) for row in rows}
+        # The lists stay JSON text until a page shows them: kept for every miner, they would be
+        # hundreds of thousands of objects for the garbage collector to walk.
+        return {row["address"]: (row["amount"], row["paid"], row["payments"], row["earnings"]) for row in rows}
 
     async def miner_performance(self, address: str) -> dict[str, Any]:
         """One miner's hashrate and workers per 10 minutes over 24 h (144 points; a range scan of the
