@@ -205,7 +205,8 @@ def cmd_devnet(args: argparse.Namespace) -> int:
     from pool.devnet import devnet_main
 
     try:
-        return _run_async(devnet_main(args.blocks, args.keep, args.data_dir, args.miners, args.port))
+        return _run_async(devnet_main(args.blocks, args.keep, args.data_dir, args.miners, args.port,
+                                      args.api_port))
     except KeyboardInterrupt:
         return 0
 
@@ -297,6 +298,8 @@ def build_parser() -> argparse.ArgumentParser:
     devnet.add_argument("--blocks", type=int, default=None, help="stop after this many accepted blocks")
     devnet.add_argument("--miners", type=int, default=1, help="demo miners to run")
     devnet.add_argument("--port", type=int, default=3333, help="stratum port (0: any free port)")
+    devnet.add_argument("--api-port", type=int, default=8080,
+                        help="stats page and API port (0: any free port, -1: none)")
     devnet.add_argument("--data-dir", default=None, help="keep the regtest chain here (default: a temp dir)")
     devnet.add_argument("--keep", action="store_true", help="keep the temporary directory")
     devnet.add_argument("-v", "--verbose", action="store_true")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -35,10 +36,11 @@ class DevnetReport:
     pool_accepted: int = 0
     ledger_shares: int = 0
     ledger_blocks: dict = field(default_factory=dict)
+    api_port: int | None = None
 
 
 def devnet_config(net: RegtestNetwork, address: str, *, stratum_port: int = 0, difficulty: float = 0.05,
-                  share_log: str = "", data_dir: str | None = None) -> PoolConfig:
+                  share_log: str = "", data_dir: str | None = None, api_port: int = 0) -> PoolConfig:
     return parse_config({
         "pool": {"coin": "litecoin-regtest", "address": address, "pool_tag": "/quarry-devnet/",
                  "share_log": share_log, "data_dir": data_dir or str(net.base_dir / "pool")},
@@ -55,13 +57,20 @@ def devnet_config(net: RegtestNetwork, address: str, *, stratum_port: int = 0, d
         },
         "work": {"template_refresh_s": 5.0, "poll_interval_s": 0.1},
         "blocks": {"tracker_interval_s": 2.0},
+        # The stats page and its API, served by run_devnet itself (api.enabled starts a process from a
+        # config file, which the devnet does not have).
+        "api": {"host": "127.0.0.1", "port": api_port, "rate_limit_per_s": 0, "cache_s": 2.0},
     }, source="devnet")
 
 
 async def run_devnet(net: RegtestNetwork, *, blocks_wanted: int | None, premine_to: int = 420,
                      miners: int = 1, difficulty: float = 0.05, timeout_s: float | None = None,
-                     stratum_port: int = 0, share_log: str = "", announce=print) -> DevnetReport:
-    """Mine through the pool until ``blocks_wanted`` blocks are accepted (None: until cancelled)."""
+                     stratum_port: int = 0, share_log: str = "", announce=print, api_port: int | None = 0,
+                     before_stop: Callable[[DevnetReport], Awaitable[None]] | None = None) -> DevnetReport:
+    """Mine through the pool until ``blocks_wanted`` blocks are accepted (None: until cancelled), with
+    the stats page and API on ``api_port`` (0: a free port; None: none). ``before_stop`` is awaited
+    with the report while everything still runs."""
+    from pool.api.app import run_api
     from pool.miner import run_miner
 
     height = await asyncio.to_thread(net.height)
@@ -69,11 +78,13 @@ async def run_devnet(net: RegtestNetwork, *, blocks_wanted: int | None, premine_
         announce(f"pre-mining {premine_to - height} blocks to height {premine_to} ...")
         await asyncio.to_thread(net.generate, premine_to - height)
     address = await asyncio.to_thread(net.rpc, 0, "getnewaddress", "pool", "bech32")
-    config = devnet_config(net, address, stratum_port=stratum_port, difficulty=difficulty, share_log=share_log)
+    config = devnet_config(net, address, stratum_port=stratum_port, difficulty=difficulty, share_log=share_log,
+                           api_port=api_port or 0)
     shutdown = asyncio.Event()
     ready: asyncio.Future[RunningPool] = asyncio.get_running_loop().create_future()
     report = DevnetReport()
     pool_task = asyncio.ensure_future(run_pool(config, shutdown, on_ready=ready.set_result))
+    api_task: asyncio.Future | None = None
     try:
         await asyncio.wait({ready, pool_task}, timeout=120, return_when=asyncio.FIRST_COMPLETED)
         if pool_task.done():
@@ -82,6 +93,16 @@ async def run_devnet(net: RegtestNetwork, *, blocks_wanted: int | None, premine_
         port = running.server.ports[0]
         report.stratum_port = port
         announce(f"pool: stratum+tcp://127.0.0.1:{port}  coin litecoin-regtest  payout {address}")
+        if api_port is not None and running.db is not None:
+            dsn = config.database.dsn or running.embedded_postgres.dsn
+            api_ready: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+            api_task = asyncio.ensure_future(run_api(config, dsn, shutdown, on_ready=api_ready.set_result))
+            await asyncio.wait({api_ready, api_task}, timeout=60, return_when=asyncio.FIRST_COMPLETED)
+            if api_task.done():
+                api_task.result()  # the API failed to start: show why
+            report.api_port = api_ready.result()
+            announce(f"stats page: http://127.0.0.1:{report.api_port}/  "
+                     f"(API: http://127.0.0.1:{report.api_port}/api/v1/pools)")
         def on_event(event: dict) -> None:
             if event.get("type") == "accepted":
                 report.miner_accepted += 1
@@ -110,6 +131,8 @@ async def run_devnet(net: RegtestNetwork, *, blocks_wanted: int | None, premine_
                     announce(f"block {record.height} {record.hash} {record.status}: {record.detail}")
             await _tend_mempool(net, report, announce)
             await asyncio.sleep(0.2)
+        if before_stop is not None:
+            await before_stop(report)
         for task in miner_tasks:
             task.cancel()
         await asyncio.gather(*miner_tasks, return_exceptions=True)
@@ -124,6 +147,11 @@ async def run_devnet(net: RegtestNetwork, *, blocks_wanted: int | None, premine_
         return report
     finally:
         shutdown.set()
+        if api_task is not None:  # before the pool, which stops the embedded PostgreSQL
+            try:
+                await asyncio.wait_for(api_task, 30)
+            except Exception:
+                logger.exception("the stats API stopped with an error")
         try:
             await asyncio.wait_for(pool_task, 30)
         except Exception:
@@ -149,13 +177,15 @@ async def _tend_mempool(net: RegtestNetwork, report: DevnetReport, announce) -> 
                 logger.debug("no MWEB transaction this time: %s", exc)
 
 
-async def devnet_main(blocks: int | None, keep: bool, data_dir: str | None, miners: int, port: int) -> int:
+async def devnet_main(blocks: int | None, keep: bool, data_dir: str | None, miners: int, port: int,
+                      api_port: int = 8080) -> int:
     base = Path(data_dir) if data_dir else None
     net = RegtestNetwork(base, keep_dir=keep)
     print("starting two regtest litecoind nodes ...", flush=True)
     await asyncio.to_thread(net.start)
     try:
-        report = await run_devnet(net, blocks_wanted=blocks, miners=miners, stratum_port=port)
+        report = await run_devnet(net, blocks_wanted=blocks, miners=miners, stratum_port=port,
+                                  api_port=None if api_port < 0 else api_port)
         print(f"done: {len(report.accepted)} blocks accepted, chain height {await asyncio.to_thread(net.height)}")
         return 0
     except (KeyboardInterrupt, asyncio.CancelledError):

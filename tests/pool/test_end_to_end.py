@@ -83,12 +83,35 @@ async def test_demo_miner_finds_20_blocks_across_mweb_activation():
     await asyncio.to_thread(net.start)
     try:
         lines: list[str] = []
-        report = await run_devnet(net, blocks_wanted=20, premine_to=421, timeout_s=300, announce=lines.append)
+        seen_by_api: dict = {}
+
+        async def read_stats_page(report) -> None:
+            """The devnet's stats page and API, while it runs: the page loads, the API counts its blocks."""
+            import aiohttp
+
+            base = f"http://127.0.0.1:{report.api_port}"
+            async with aiohttp.ClientSession() as session:
+                async with session.get(base + "/") as response:
+                    seen_by_api["page"] = response.status, await response.text()
+                async with asyncio.timeout(75):  # the 5 min hashrate counts complete minutes only
+                    while True:
+                        async with session.get(base + "/api/v1/pools/litecoin-regtest") as response:
+                            seen_by_api["pool"] = await response.json()
+                        if seen_by_api["pool"]["blocks_found"] >= 20 and seen_by_api["pool"]["hashrate"]["5m"] > 0:
+                            break
+                        await asyncio.sleep(0.5)
+
+        report = await run_devnet(net, blocks_wanted=20, premine_to=421, timeout_s=300, announce=lines.append,
+                                  before_stop=read_stats_page)
         heights = sorted(record.height for record in report.accepted)
         print("\n".join(lines))
         assert len(heights) >= 20
         assert heights[0] < MWEB_ACTIVATION_HEIGHT <= heights[-1], heights
         assert report.mweb_pegged_at == MWEB_ACTIVATION_HEIGHT - 1
+        assert any(line.startswith(f"stats page: http://127.0.0.1:{report.api_port}/") for line in lines)
+        status, page = seen_by_api["page"]
+        assert status == 200 and "<html" in page.lower()
+        assert seen_by_api["pool"]["last_block"]["height"] >= heights[-1] - 1
         for record in report.accepted:
             for node in (0, 1):
                 assert await asyncio.to_thread(net.rpc, node, "getblockhash", record.height) == record.hash
