@@ -85,6 +85,8 @@ except ImportError:  # pragma: no cover - orjson is a pool dependency
     from json import loads
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+# bench/payouts.py is named like the payouts package the pool imports: keep this folder off the import path.
+sys.path = [entry for entry in sys.path if os.path.abspath(entry or ".") != HERE]
 HOST = "127.0.0.1"
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # Linux asm-generic value
 SCM_TIMESTAMPNS = SO_TIMESTAMPNS

@@ -1,10 +1,13 @@
 """The share ledger: accepted shares and block candidates, durably in PostgreSQL.
 
 Shares are buffered and written every ``flush_interval_s`` seconds or ``batch_size`` shares,
-whichever comes first, with one COPY into a staging table and one statement that inserts the
-new shares (``ON CONFLICT DO NOTHING``: every share has a unique id, so a batch retried after a
-timeout, or replayed, is stored once), adds exactly those rows to the per-minute worker
-aggregates and to the round's work.  A block candidate is written at once, in its own
+whichever comes first, in one transaction: one binary COPY straight into ``shares`` (the rows are
+encoded here, `ShareCopy`), then one statement that adds the batch's per-minute worker sums and
+its work (summed here, in the batch's order, as PostgreSQL would) to the aggregates and the round.
+A batch that meets a share already stored (a batch retried after a timeout, or replayed: every
+share has a unique id) fails on the primary key; it then goes through a staging table and one
+statement that inserts the new shares (``ON CONFLICT DO NOTHING``) and adds exactly those rows to
+the aggregates, so it is stored and counted once.  A block candidate is written at once, in its own
 transaction, never together with shares.
 
 When PostgreSQL is away or slow, a batch goes to an append-only spill file (written and
@@ -20,8 +23,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
+import struct
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -29,7 +35,7 @@ from typing import Any
 import asyncpg
 import orjson
 
-from pool.recorder import BlockRecord, ShareRecord
+from pool.recorder import BlockRecord, ShareRecord, share_fields
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +75,26 @@ _INSERT_FROM_STAGING = _INSERT_TEMPLATE.format(on_conflict="ON CONFLICT DO NOTHI
 # or a replay) fails on the primary key, and is then inserted with ON CONFLICT DO NOTHING.
 _INSERT_NEW_FROM_STAGING = _INSERT_TEMPLATE.format(on_conflict="")
 
+_CREATE_STAGING = "CREATE TEMP TABLE IF NOT EXISTS shares_staging (LIKE shares) ON COMMIT DELETE ROWS"
+
+# A batch copied straight into shares (all of it inserted): its per-minute sums, copied into a
+# staging table, and its round work ($2) and shares ($3), summed by `ShareCopyEncoder`.
+_CREATE_MINUTES_STAGING = (
+    "CREATE TEMP TABLE IF NOT EXISTS worker_minutes_staging (LIKE worker_minutes) ON COMMIT DELETE ROWS")
+_ADD_AGGREGATES = """
+WITH minutes AS (
+    INSERT INTO worker_minutes (pool, address, worker, minute, shares, difficulty_sum, last_share)
+    SELECT pool, address, worker, minute, shares, difficulty_sum, last_share FROM worker_minutes_staging
+    ON CONFLICT (pool, address, worker, minute) DO UPDATE SET
+        shares = worker_minutes.shares + excluded.shares,
+        difficulty_sum = worker_minutes.difficulty_sum + excluded.difficulty_sum,
+        last_share = greatest(worker_minutes.last_share, excluded.last_share)
+    RETURNING 1
+)
+INSERT INTO rounds (pool, work, shares) VALUES ($1, $2, $3)
+ON CONFLICT (pool) DO UPDATE SET work = rounds.work + excluded.work, shares = rounds.shares + excluded.shares
+"""
+
 _BLOCK_STATUS = {"candidate": "pending", "accepted": "pending", "unknown": "pending",
                  "orphaned": "orphaned", "rejected": "rejected"}
 
@@ -77,19 +103,123 @@ def _timestamp(seconds: float) -> datetime:
     return datetime.fromtimestamp(seconds, tz=UTC)
 
 
-def share_row(share: ShareRecord, pool_name: str) -> tuple:
-    """The shares table row of a record, in SHARE_COLUMNS order (built directly: this runs per share)."""
-    return (share.share_id, _timestamp(share.created), pool_name, share.address, share.worker,
-            share.credited_difficulty, share.actual_difficulty, share.network_difficulty, share.height,
-            share.coinbase_value, share.node_id, share.ip, share.is_block)
-
-
 def share_row_of_fields(fields: tuple, pool_name: str) -> tuple:
     """The shares table row of a record's fields in `ShareRecord` order (as `share_fields` gives them)."""
     (share_id, created, address, worker, credited_difficulty, actual_difficulty, network_difficulty, height,
      coinbase_value, node_id, ip, is_block) = fields
     return (share_id, _timestamp(created), pool_name, address, worker, credited_difficulty, actual_difficulty,
             network_difficulty, height, coinbase_value, node_id, ip, is_block)
+
+
+# PostgreSQL's binary COPY: header (signature, flags, extension length), rows, trailer.
+_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)
+_COPY_TRAILER = b"\xff\xff"
+_PG_EPOCH_US = 946_684_800 * 1_000_000  # 2000-01-01 in microseconds since 1970
+_MINUTE_US = 60_000_000
+#: The column order of `ShareCopy.shares`: the fixed-size columns first, packed by one struct with share_id.
+COPY_COLUMNS = (
+    "created", "credited_difficulty", "actual_difficulty", "network_difficulty", "height", "coinbase_value",
+    "node_id", "is_block", "share_id", "pool", "address", "worker", "ip",
+)
+#: The columns of `ShareCopy.minutes` (worker_minutes' own).
+MINUTE_COLUMNS = ("pool", "address", "worker", "minute", "shares", "difficulty_sum", "last_share")
+# A shares row up to its text columns: the field count; (length, value) of created (int8 microseconds
+# since 2000), three float8, two int8, int2, bool; then share_id (length and bytes).
+_SHARE_FIELDS = ">h iq id id id iq iq ih i? i{}s"
+_MINUTE_COUNT = struct.Struct(">h").pack(len(MINUTE_COLUMNS))
+_MINUTE_FIELDS = struct.Struct(">iq iq id iq").pack  # minute, shares, difficulty_sum, last_share
+_TEXT_LENGTH = struct.Struct(">i").pack
+_NAMES_CACHE_LIMIT = 100_000
+
+
+def timestamp_microseconds(seconds: float) -> int:
+    """Unix time to integer microseconds, rounded as ``datetime.fromtimestamp`` rounds (half to even),
+    so a share copied in binary has the very key its spilled copy gets through a datetime."""
+    fraction, whole = math.modf(seconds)
+    return int(whole) * 1_000_000 + round(fraction * 1e6)
+
+
+class ShareCopy:
+    """A batch of shares as two binary COPY payloads: its rows of shares, and its rows of per-minute
+    worker sums; and the round's sums.
+
+    The sums are those the staging statement computes: per (address, worker, UTC minute) the count,
+    the sum of credited difficulty in the batch's order and the latest time; for the round, the sum of
+    credited / network difficulty (shares with no network difficulty add nothing)."""
+
+    __slots__ = ("count", "minutes", "shares", "work")
+
+    def __init__(self, shares: bytes, minutes: bytes, count: int, work: float) -> None:
+        # bytes: asyncpg takes a bytes source for a path, so these go to COPY as memoryview(...)
+        self.shares = shares
+        self.minutes = minutes
+        self.count = count
+        self.work = work
+
+
+class ShareCopyEncoder:
+    """Encodes batches of share fields (`pool.recorder.share_fields` order) as `ShareCopy`. Pure code.
+
+    The text columns of a connection (pool, address, worker, ip) are encoded once and kept."""
+
+    def __init__(self, pool_name: str) -> None:
+        self.pool_name = pool_name
+        self._pool_field = _text_field(pool_name)
+        self._names: dict[tuple, bytes] = {}
+        self._share_structs: dict[int, Callable[..., bytes]] = {}
+
+    def encode(self, batch: list[tuple]) -> ShareCopy:
+        modf = math.modf
+        names = self._names
+        if len(names) > _NAMES_CACHE_LIMIT:
+            names.clear()
+        structs = self._share_structs
+        pool_field = self._pool_field
+        minutes: dict[tuple, list] = {}
+        parts = [_COPY_HEADER]
+        append = parts.append
+        work = 0.0
+        for (share_id, created, address, worker, credited, actual, network, height, coinbase, node_id, ip,
+             is_block) in batch:
+            fraction, whole = modf(created)  # timestamp_microseconds, inline: this runs per share
+            micros = int(whole) * 1_000_000 + round(fraction * 1e6)
+            share_id_bytes = share_id.encode()
+            size = len(share_id_bytes)
+            pack = structs.get(size) or self._share_struct(size)
+            key = (address, worker, ip)
+            text = names.get(key)
+            if text is None:
+                text = names[key] = pool_field + _text_field(address) + _text_field(worker) + _text_field(ip)
+            append(pack(13, 8, micros - _PG_EPOCH_US, 8, credited, 8, actual, 8, network, 8, height, 8, coinbase,
+                        2, node_id, 1, is_block, size, share_id_bytes) + text)
+            minute_key = (address, worker, micros - micros % _MINUTE_US)
+            entry = minutes.get(minute_key)
+            if entry is None:
+                minutes[minute_key] = [1, credited, micros]
+            else:
+                entry[0] += 1
+                entry[1] += credited
+                if micros > entry[2]:  # noqa: PLR1730 (a comparison costs less than a call, per share)
+                    entry[2] = micros
+            if network:
+                work += credited / network
+        append(_COPY_TRAILER)
+        minute_rows = [_COPY_HEADER]
+        for (address, worker, minute), (shares, difficulty_sum, last) in minutes.items():
+            minute_rows.append(_MINUTE_COUNT + pool_field + _text_field(address) + _text_field(worker)
+                               + _MINUTE_FIELDS(8, minute - _PG_EPOCH_US, 8, shares, 8, difficulty_sum,
+                                                8, last - _PG_EPOCH_US))
+        minute_rows.append(_COPY_TRAILER)
+        return ShareCopy(b"".join(parts), b"".join(minute_rows), len(batch), work)
+
+    def _share_struct(self, share_id_size: int) -> Callable[..., bytes]:
+        pack = self._share_structs[share_id_size] = struct.Struct(_SHARE_FIELDS.format(share_id_size)).pack
+        return pack
+
+
+def _text_field(value: str) -> bytes:
+    data = value.encode()
+    return _TEXT_LENGTH(len(data)) + data
 
 
 def shares_entry(rows: list[tuple]) -> dict:
@@ -164,6 +294,7 @@ class PostgresRecorder:
                  replay_interval_s: float = 2.0, on_block: Any = None) -> None:
         self.db = pool
         self.pool_name = pool_name
+        self.encoder = ShareCopyEncoder(pool_name)
         self.spill = SpillFile(Path(spill_dir))
         self.flush_interval_s = flush_interval_s
         self.batch_size = batch_size
@@ -252,33 +383,59 @@ class PostgresRecorder:
         while self._buffer:
             batch, self._buffer = self._buffer[: self.batch_size], self._buffer[self.batch_size:]
             try:
-                await self.write_rows([share_row(share, self.pool_name) for share in batch])
+                await self.write_fields([share_fields(share) for share in batch])
             except OSError:
                 self._buffer[:0] = batch  # the disk failed too: keep them in memory, try again
                 raise
 
-    async def write_rows(self, rows: list[tuple]) -> None:
-        """One batch of share rows to PostgreSQL when it answers in time, else to the spill.
+    async def write_fields(self, batch: list[tuple]) -> None:
+        """One batch of shares, each as its record's fields (`share_fields` order), to PostgreSQL when
+        it answers in time, else to the spill.
 
         Returns once the batch is committed or spilled; raises OSError only when the spill failed too."""
         if self.healthy:
             try:
-                await self._write_shares(rows)
+                await self._copy_shares(batch)
                 return
             except asyncio.CancelledError:
-                self._spill_shares(rows)
+                self._spill_shares([share_row_of_fields(fields, self.pool_name) for fields in batch])
                 raise
             except Exception as exc:
                 self._went_away(exc)
-        self._spill_shares(rows)
+        self._spill_shares([share_row_of_fields(fields, self.pool_name) for fields in batch])
+
+    async def _copy_shares(self, batch: list[tuple]) -> int:
+        """The batch in one binary COPY straight into shares, and its sums; through the staging table
+        with ON CONFLICT DO NOTHING when a share of it is stored already (a retry or a replay)."""
+        copy = self.encoder.encode(batch)
+        async with self._write_lock:
+            async with asyncio.timeout(self.write_timeout_s):
+                async with self.db.acquire() as conn:
+                    try:
+                        async with conn.transaction():
+                            await conn.copy_to_table("shares", source=memoryview(copy.shares), columns=COPY_COLUMNS,
+                                                     format="binary")
+                            await conn.execute(_CREATE_MINUTES_STAGING)
+                            await conn.copy_to_table("worker_minutes_staging", source=memoryview(copy.minutes),
+                                                     columns=MINUTE_COLUMNS, format="binary")
+                            await conn.execute(_ADD_AGGREGATES, self.pool_name, copy.work, copy.count)
+                        inserted = copy.count
+                    except asyncpg.UniqueViolationError:
+                        async with conn.transaction():
+                            await conn.execute(_CREATE_STAGING)
+                            await conn.copy_to_table("shares_staging", source=memoryview(copy.shares),
+                                                     columns=COPY_COLUMNS, format="binary")
+                            inserted = await conn.fetchval(_INSERT_FROM_STAGING)
+        self.stats["shares_written"] += inserted
+        self.stats["shares_duplicate"] += copy.count - inserted
+        return inserted
 
     async def _write_shares(self, rows: list[tuple]) -> int:
         async with self._write_lock:
             async with asyncio.timeout(self.write_timeout_s):
                 async with self.db.acquire() as conn:
                     async with conn.transaction():
-                        await conn.execute(
-                            "CREATE TEMP TABLE IF NOT EXISTS shares_staging (LIKE shares) ON COMMIT DELETE ROWS")
+                        await conn.execute(_CREATE_STAGING)
                         await conn.copy_records_to_table("shares_staging", records=rows, columns=SHARE_COLUMNS)
                         try:
                             async with conn.transaction():  # a savepoint
@@ -396,6 +553,8 @@ class PostgresRecorder:
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
+
+
 
 
 def _jsonable(value: Any) -> Any:

@@ -391,7 +391,7 @@ async def writer_main() -> int:
             while True:
                 try:
                     if kind == "shares":
-                        await recorder.write_rows([share_row_of_fields(fields, pool_name) for fields in payload])
+                        await recorder.write_fields(payload)
                     elif kind == "block":
                         await recorder.write_block(BlockRecord(**payload))
                     break

@@ -210,6 +210,7 @@ class StatsBatch:
         tail = ops[-1] if ops and ops[-1][0] == "work" else None
         work_sum, work_shares = (tail[1], tail[2]) if tail is not None else (0.0, 0)
         counted = ignored = 0
+        inf = math.inf
         for share in shares:
             try:  # everything that may fail comes before the first change (zero cost when nothing fails)
                 created = share.created
@@ -234,7 +235,7 @@ class StatsBatch:
                         network = float(network)
                 except (TypeError, ValueError, AttributeError, OverflowError):
                     network = 0.0
-                work = difficulty / network if 0.0 < network < math.inf else 0.0
+                work = difficulty / network if 0.0 < network < inf else 0.0
                 if not work <= MAX_CREDITED_DIFFICULTY:
                     work = 0.0
                 key = (int(created // 60), address, worker)
@@ -247,7 +248,8 @@ class StatsBatch:
             else:
                 entry[0] += 1
                 entry[1] += difficulty
-                entry[2] = max(entry[2], created)
+                if created > entry[2]:  # noqa: PLR1730 (a comparison costs less than a call, per share)
+                    entry[2] = created
             work_sum += work
             work_shares += 1
             counted += 1
@@ -567,14 +569,20 @@ class _BufferedStats(LiveStats):
         seen_workers: dict[str, float] = {}
         seen_miners: dict[str, float] = {}
         seen_by_miner: dict[str, dict[str, float]] = {}
+        buckets_of_minute: dict[int, list[tuple[str, int]]] = {}  # the live buckets a minute adds to
         for (minute, address, worker), (shares, difficulty, last) in batch.workers.items():
             member = worker_member(address, worker)
-            for kind, width, retention in _BUCKETS:
-                index = minute * 60 // width
-                ttl = math.ceil((index + 1) * width + retention - now)
-                if ttl <= 0:
-                    continue
-                key = f"{base}{kind}:{index}"
+            buckets = buckets_of_minute.get(minute)
+            if buckets is None:
+                buckets = buckets_of_minute[minute] = []
+                for kind, width, retention in _BUCKETS:
+                    index = minute * 60 // width
+                    ttl = math.ceil((index + 1) * width + retention - now)
+                    if ttl > 0:
+                        buckets.append((f"{base}{kind}:{index}", ttl))
+            address_name = "a:" + address
+            worker_name = "w:" + member
+            for key, ttl in buckets:
                 fields = sums.get(key)
                 if fields is None:
                     fields = sums[key] = {"d": 0.0}
@@ -582,10 +590,8 @@ class _BufferedStats(LiveStats):
                     ttls[key] = ttl
                 fields["d"] += difficulty
                 counts[key] += shares
-                name = "a:" + address
-                fields[name] = fields.get(name, 0.0) + difficulty
-                name = "w:" + member
-                fields[name] = fields.get(name, 0.0) + difficulty
+                fields[address_name] = fields.get(address_name, 0.0) + difficulty
+                fields[worker_name] = fields.get(worker_name, 0.0) + difficulty
             if last > seen_workers.get(member, -math.inf):
                 seen_workers[member] = last
             if last > seen_miners.get(address, -math.inf):

@@ -12,13 +12,15 @@ Crash safety, step by step:
 from __future__ import annotations
 
 import asyncio
+import random
 import shutil
 import time
+from datetime import UTC, datetime
 
 import pytest
 
-from pool.ledger import PostgresRecorder, SpillFile
-from pool.recorder import BlockRecord, ShareRecord
+from pool.ledger import PostgresRecorder, SpillFile, share_row_of_fields, shares_entry, timestamp_microseconds
+from pool.recorder import BlockRecord, ShareRecord, share_fields
 
 START = time.time()
 
@@ -112,6 +114,57 @@ async def test_spill_replayed_twice(db, tmp_path):
     shutil.copy(keep, spill.path)
     await recorder.replay()
     assert await counts(db) == first == (50, 50, 100.0, pytest.approx(0.1))
+
+
+def test_timestamp_microseconds_rounds_as_datetime():
+    """The binary COPY's time of a share is the one its spilled copy gets through datetime: same key."""
+    rng = random.Random(7)
+    values = [START, 0.0, 1.5, -1.5, 0.9999995, 1.0000005, 1700000000.0000005, 1700000000.9999996, -0.0000005]
+    values += [rng.uniform(0, 4e9) for _ in range(20_000)]
+    values += [round(rng.uniform(1.6e9, 1.8e9), 6) + rng.choice((-5e-7, 5e-7, 0.0)) for _ in range(20_000)]
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    for value in values:
+        expected = (datetime.fromtimestamp(value, tz=UTC) - epoch) // datetime.resolution
+        assert timestamp_microseconds(value) == expected, value
+
+
+async def test_copied_batch_replayed_from_the_spill_is_stored_once(db, tmp_path):
+    """A batch committed by the binary COPY, then replayed from a spill (a commit the writer did not see)."""
+    recorder = PostgresRecorder(db, "litecoin", tmp_path)
+    shares = [share(n, created=START + n * 0.0012345678) for n in range(300)]
+    for record in shares:
+        recorder.record_share(record)
+    await recorder.flush()
+    first = await counts(db)
+    assert first == (300, 300, 600.0, pytest.approx(0.6))
+    recorder.spill.append(shares_entry([share_row_of_fields(share_fields(r), "litecoin") for r in shares]))
+    await recorder.replay()
+    assert await counts(db) == first
+    assert recorder.stats["shares_duplicate"] == 300
+
+
+async def test_copy_and_staging_store_the_same_rows_and_sums(db, tmp_path):
+    """The sums the writer computes for a batch copied straight into shares are the staging statement's."""
+    rng = random.Random(3)
+    records = [share(n, worker=f"rig{n % 7}", created=START + rng.uniform(0, 300), difficulty=rng.uniform(0.1, 9.0))
+               for n in range(2000)]
+    copied = PostgresRecorder(db, "copied", tmp_path / "a", batch_size=700)
+    for record in records:
+        copied.record_share(record)
+    await copied.flush()
+    staged = PostgresRecorder(db, "staged", tmp_path / "b")
+    for start in range(0, len(records), 700):
+        rows = [share_row_of_fields(share_fields(r), "staged") for r in records[start:start + 700]]
+        rows = [(row[0].replace("07test", "07stag"), *row[1:]) for row in rows]
+        await staged._write_shares(rows)
+    minutes = "SELECT address, worker, minute, shares, difficulty_sum, last_share FROM worker_minutes WHERE pool = $1 ORDER BY 1, 2, 3"
+    assert [tuple(r) for r in await db.fetch(minutes, "copied")] == [tuple(r) for r in await db.fetch(minutes, "staged")]
+    rounds = "SELECT work, shares FROM rounds WHERE pool = $1"
+    assert tuple(await db.fetchrow(rounds, "copied")) == tuple(await db.fetchrow(rounds, "staged"))
+    columns = "created, address, worker, credited_difficulty, actual_difficulty, network_difficulty, height, " \
+              "coinbase_value, node_id, ip, is_block"
+    stored = f"SELECT substr(share_id, 7), {columns} FROM shares WHERE pool = $1 ORDER BY 1"
+    assert [tuple(r) for r in await db.fetch(stored, "copied")] == [tuple(r) for r in await db.fetch(stored, "staged")]
 
 
 async def test_torn_last_line_is_skipped(db, tmp_path):
