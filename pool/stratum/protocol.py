@@ -58,6 +58,13 @@ class StratumProtocol(asyncio.Protocol):
         session = self.session
         if session is None:
             return
+        if not self._buffer:
+            # The usual case: one whole request, ending the data.  orjson takes the line with its
+            # newline, so it is handed over without slicing.
+            end = data.find(b"\n")
+            if end == len(data) - 1 and end <= self.max_line and data[0] == 123:  # b"{": not blank
+                session.handle_line(data)
+                return
         buffer = self._buffer + data if self._buffer else data
         start = 0
         while True:
