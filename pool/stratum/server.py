@@ -33,6 +33,8 @@ BlockSink = Callable[[ShareResult, Session], None]
 AddressCheck = Callable[[str], Awaitable[bool]]
 
 
+_new_record = tuple.__new__
+
 PARALLEL_BROADCAST_MIN = 512  # connections; fewer are written from the loop thread alone
 WRITE_BURST = 64  # connections with queued answers written at once, before the loop iteration ends
 
@@ -419,6 +421,7 @@ class StratumServer:
 
     def _judged(self, session: Session, msg_id: Any, result: ShareResult) -> None:
         reject = result.reject
+        now = self.clock()  # one reading for the record and the session
         if reject is None:
             self.stats["shares_accepted"] += 1
         else:
@@ -427,20 +430,21 @@ class StratumServer:
         # The share is recorded before its block, so that the block's time is never before the
         # time of the share that found it (payout windows end at the block's time).
         if reject is None or result.block is not None:
-            self._record(session, result)
+            self._record(session, result, now)
         if result.block is not None:
             self.stats["block_candidates"] += 1
             if self.on_block is not None:
                 self.on_block(result, session)
-        session.share_judged(msg_id, result)
+        session.share_judged(msg_id, result, now)
 
-    def _record(self, session: Session, result: ShareResult) -> None:
+    def _record(self, session: Session, result: ShareResult, now: float) -> None:
         address, worker = session.workers.get(result.worker, ("", ""))
         job = result.job
         self._share_sequence += 1
-        self.recorder.record_share(ShareRecord(  # positional: this runs for every share
+        # tuple.__new__ as NamedTuple._make does, without its Python frame: this runs for every share.
+        self.recorder.record_share(_new_record(ShareRecord, (
             f"{self._share_prefix}{self._share_sequence:010x}",  # share_id
-            self.clock(),  # created
+            now,  # created
             address,
             worker,
             result.credited_difficulty if result.reject is None else 0.0,  # credited_difficulty
@@ -451,7 +455,7 @@ class StratumServer:
             self.node_id,
             session.ip,
             result.block is not None,  # is_block
-        ))
+        )))
 
     async def _batcher(self) -> None:
         """Judge queued scrypt shares in batches; the scrypt hashing runs on worker threads."""

@@ -317,7 +317,7 @@ class Session:
             raise _fault(Reject.UNAUTHORIZED)
         return self.server.submit(self, msg_id, params)
 
-    def share_judged(self, msg_id: Any, result: ShareResult) -> None:
+    def share_judged(self, msg_id: Any, result: ShareResult, now: float | None = None) -> None:
         """Answer a judged share and account for it (called by the server, maybe after a batch)."""
         if result.reject is None:
             if type(msg_id) is int:
@@ -328,14 +328,17 @@ class Session:
             self.send_error(msg_id, result.reject.code, result.reject.reason)
         if self.closed:
             return
-        now = self.server.clock()
+        if now is None:
+            now = self.server.clock()
         self.shares_checked += 1
         if result.reject is None:
             self.shares_accepted += 1
             self.last_activity = now
-            new = self.vardiff.on_share(self.difficulty.value, now)
-            if new is not None:
-                self.set_difficulty(new)
+            vardiff = self.vardiff
+            if vardiff.enabled:
+                new = vardiff.on_share(self.difficulty.value, now)
+                if new is not None:
+                    self.set_difficulty(new)
         elif result.reject.code != StratumError.JOB_NOT_FOUND:  # stale shares are honest
             self.shares_invalid += 1
             config = self.server.config
