@@ -33,7 +33,7 @@ class StratumProtocol(asyncio.Protocol):
         self.send_limit = server.config.send_buffer_bytes
         self.peer_ip = ""
         self.fd = -1  # the socket's descriptor, for the broadcast's direct writes (see can_send_direct)
-        self._outgoing: list[bytes] | None = None  # sent during this loop iteration, written at its end
+        self._outgoing: bytes | list[bytes] | None = None  # sent during this loop iteration, written at its end
 
     # -- asyncio callbacks ---------------------------------------------------------------
 
@@ -114,9 +114,11 @@ class StratumProtocol(asyncio.Protocol):
         if transport is None or transport.is_closing():
             return
         outgoing = self._outgoing
-        if outgoing is None:
-            self._outgoing = [data]
+        if outgoing is None:  # the usual case, one answer per iteration: the bytes alone, no list
+            self._outgoing = data
             self.server.write_soon(self)
+        elif type(outgoing) is not list:
+            self._outgoing = [outgoing, data]
         else:
             outgoing.append(data)
 
@@ -126,7 +128,7 @@ class StratumProtocol(asyncio.Protocol):
         transport = self.transport
         if outgoing is None or transport is None or transport.is_closing():
             return
-        transport.write(outgoing[0] if len(outgoing) == 1 else b"".join(outgoing))
+        transport.write(b"".join(outgoing) if type(outgoing) is list else outgoing)
         if transport.get_write_buffer_size() > self.send_limit:
             self._check_send_buffer()
 
