@@ -174,7 +174,7 @@ class LedgerProcess:
             batch = self._buffer[: self.batch_size]
             del self._buffer[: self.batch_size]
             try:
-                self._send("shares", [share_fields(share) for share in batch])
+                self._send("shares", list(map(share_fields, batch)))
             except OSError:
                 self._buffer[:0] = batch  # no writer and the disk failed too: keep them, try again
                 raise
