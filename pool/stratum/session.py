@@ -141,7 +141,7 @@ class Session:
         if type(method) is not str:
             self._bad_message(msg_id, "request without a method")
             return
-        params = message.get("params", [])
+        params = message.get("params")  # no default list made per request
         if params is None:
             params = []
         if type(params) is not list:
