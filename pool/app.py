@@ -194,29 +194,11 @@ async def run_payments(config: PoolConfig, db: asyncpg.Pool) -> None:
 
 async def supervise_api(config: PoolConfig, dsn: str) -> None:
     """Run ``pool api`` as a child process (so API queries never delay Stratum), restarted if it dies."""
+    from pool.children import supervise
     from pool.cli import API_DSN_ENV
 
-    delay = 1.0
-    while True:
-        child = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "pool.cli", "api", "-c", config.source,
-            env={**os.environ, API_DSN_ENV: dsn}, stdout=asyncio.subprocess.DEVNULL)
-        logger.info("API process %d started (port %d)", child.pid, config.api.port)
-        try:
-            code = await child.wait()
-        except asyncio.CancelledError:
-            if child.returncode is None:
-                child.terminate()
-                try:
-                    async with asyncio.timeout(10):
-                        await child.wait()
-                except TimeoutError:
-                    child.kill()
-                    await child.wait()
-            raise
-        logger.error("API process exited with %s; starting it again in %.0f s", code, delay)
-        await asyncio.sleep(delay)
-        delay = min(delay * 2, 60.0)
+    await supervise([sys.executable, "-m", "pool.cli", "api", "-c", config.source],
+                    env={**os.environ, API_DSN_ENV: dsn}, name=f"API process (port {config.api.port})")
 
 
 async def maintain_partitions(db: asyncpg.Pool, retention_days: int) -> None:

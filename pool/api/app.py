@@ -118,15 +118,15 @@ def path_height(request: web.Request) -> int:
     return int(raw)
 
 
-_VALID_ADDRESSES: dict[str, None] = {}  # addresses seen valid (decoding one costs tens of microseconds)
+_VALID_ADDRESSES: dict[tuple[str, str], None] = {}  # (coin, address) seen valid: decoding costs tens of µs
 _MAX_VALID_ADDRESSES = 100_000
 
 
 def path_address(request: web.Request) -> str:
     address = request.match_info["address"]
-    if address in _VALID_ADDRESSES:
-        return address
     config = request.app[CONFIG]
+    if (config.coin.name, address) in _VALID_ADDRESSES:
+        return address
     if len(address) > MAX_ADDRESS_CHARS:
         raise ApiError(400, "malformed_address", "the address is too long")
     try:
@@ -135,7 +135,7 @@ def path_address(request: web.Request) -> str:
         raise ApiError(400, "malformed_address", f"not a {config.coin.name} address") from None
     if len(_VALID_ADDRESSES) >= _MAX_VALID_ADDRESSES:
         _VALID_ADDRESSES.clear()
-    _VALID_ADDRESSES[address] = None
+    _VALID_ADDRESSES[(config.coin.name, address)] = None
     return address
 
 
@@ -666,6 +666,7 @@ async def run_api_workers(config: PoolConfig, config_path: str, dsn: str, shutdo
     import sys
     import tempfile
 
+    from pool.children import supervise
     from pool.cli import API_DSN_ENV
 
     sock = reserve_port(config.api.host, config.api.port)
@@ -675,48 +676,28 @@ async def run_api_workers(config: PoolConfig, config_path: str, dsn: str, shutdo
     ready = asyncio.Event()
     started = 0
 
-    async def worker(number: int) -> None:
+    def started_one(line: bytes) -> bool:
         nonlocal started
-        delay = 1.0
-        while not shutdown.is_set():
-            child = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "pool.cli", "api", "-c", config_path, "--worker-port", str(port),
-                env=env, stdout=asyncio.subprocess.PIPE)
-            try:
-                line = await child.stdout.readline()
-                if line.startswith(b"API PORT "):
-                    started += 1
-                    if started >= config.api.workers:
-                        ready.set()
-                    delay = 1.0
-                await child.wait()
-            except asyncio.CancelledError:
-                if child.returncode is None:
-                    child.terminate()
-                    try:
-                        async with asyncio.timeout(10):
-                            await child.wait()
-                    except TimeoutError:
-                        child.kill()
-                        await child.wait()
-                raise
-            if shutdown.is_set():
-                return
-            logger.error("API worker %d exited with %s; starting it again in %.0f s", number, child.returncode,
-                         delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 60.0)
+        if not line.startswith(b"API PORT "):
+            return False
+        started += 1
+        if started >= config.api.workers:
+            ready.set()
+        return True
 
-    tasks = [asyncio.create_task(worker(number)) for number in range(config.api.workers)]
+    argv = [sys.executable, "-m", "pool.cli", "api", "-c", config_path, "--worker-port", str(port)]
+    tasks = [asyncio.create_task(supervise(argv, env=env, name=f"API worker {number}", on_first_line=started_one,
+                                           done=shutdown))
+             for number in range(config.api.workers)]
+    waiting = [asyncio.create_task(ready.wait()), asyncio.create_task(shutdown.wait())]
     try:
-        waiting = asyncio.create_task(shutdown.wait())
-        await asyncio.wait([asyncio.create_task(ready.wait()), waiting], return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
         if ready.is_set() and on_ready is not None:
             on_ready(port)
-        await waiting
+        await shutdown.wait()
     finally:
-        for task in tasks:
+        for task in tasks + waiting:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, *waiting, return_exceptions=True)
         sock.close()
         shutil.rmtree(metrics_dir, ignore_errors=True)
