@@ -39,8 +39,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from pool.database import connect_pool, ensure_share_partitions, migrate
-from pool.pgserver import PgServer
+from pool.ledger.database import connect_pool, ensure_share_partitions, migrate
+from pool.ledger.embedded_postgres import PgServer
 from share_validator.address import bech32_encode_segwit
 
 POOL = "litecoin-regtest"

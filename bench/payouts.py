@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Payout speed: the PPLNS report of a block over a window of 1 M stored shares, and a payment batch.
 
-Runs an embedded PostgreSQL (``pool.pgserver.PgServer``, durable, in a temporary directory),
+Runs an embedded PostgreSQL (``pool.ledger.embedded_postgres.PgServer``, durable, in a temporary directory),
 migrates it, and seeds it in SQL (``INSERT ... SELECT generate_series``): ``--window-shares``
 shares (default 1 M) from ``--miners`` miners (default 10k) that make up the PPLNS window of a
 confirmed block at factor 2, plus ``--older-shares`` older shares outside it, spread over two
@@ -57,9 +57,10 @@ from payouts import ledger
 from payouts.fees import FeeConfig
 from payouts.payments import BuiltPayment, PaymentOutput, PaymentPolicy, PaymentSender
 from payouts.processor import PayoutProcessor
-from payouts.schemes import Block, pplns
-from pool.database import connect_pool, create_share_partition, migrate
-from pool.pgserver import PgServer
+from payouts.rounds import Block
+from payouts.schemes import pplns
+from pool.ledger.database import connect_pool, create_share_partition, migrate
+from pool.ledger.embedded_postgres import PgServer
 
 POOL = "litecoin"
 FACTOR = 2

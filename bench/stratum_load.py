@@ -1005,7 +1005,7 @@ def rate_phase(children: Children, args: argparse.Namespace, daemon_url: str, wo
     for pid in child_pids(pool.pid):  # the pool's ledger writer process (not the embedded PostgreSQL)
         with contextlib.suppress(OSError):
             with open(f"/proc/{pid}/cmdline", "rb") as handle:
-                if b"pool.ledger_process" in handle.read():
+                if b"pool.ledger.writer" in handle.read():
                     pids["ledger-writer"] = pid
     sched_before = {name: schedstat(pid) for name, pid in pids.items()}
     pool_user_system_before = user_system_seconds(pool.pid)

@@ -45,13 +45,12 @@ stores the credits and the report in one transaction per block.
 from payouts.fees import FeeConfig, FeeRecipient, split_reward
 from payouts.money import PayoutError
 from payouts.report import PayoutEntry, PayoutReport, Window, proof, verify_proof
+from payouts.rounds import Block, ShareWork
 from payouts.schemes import (
     DEFAULT_PPLNS_FACTOR,
     PPS_UNITS_PER_SATOSHI,
-    Block,
     PplnsWindow,
     PpsCredits,
-    ShareWork,
     fpps_credits,
     pplns,
     pplns_from_window,

@@ -8,12 +8,15 @@ is ever computed in floating point.
 from __future__ import annotations
 
 import math
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal, Inexact, InvalidOperation, localcontext
 from fractions import Fraction
 
 #: Largest amount the payout code accepts: a bigint column and the 8-byte Merkle leaf both hold it.
 #: 21e6 coins * 1e8 satoshis * 4 (a Litecoin-sized supply) is 8.4e15, far below.
 MAX_AMOUNT = 2**63 - 1
+
+#: Base units per coin of the Bitcoin family (satoshis): 10**8.
+COIN_DECIMALS = 8
 
 
 class PayoutError(ValueError):
@@ -108,3 +111,31 @@ def decimal_text(value: Fraction) -> str:
 def fraction_text(value: Fraction) -> str:
     """Canonical text of an exact ratio: 'n' or 'n/d' in lowest terms (what ``str(Fraction)`` gives)."""
     return str(Fraction(value))
+
+
+def coins_to_satoshis(amount: Decimal | int, decimals: int = COIN_DECIMALS) -> int:
+    """Convert an amount in coins to integer satoshis (base units: 10**decimals per coin), exactly.
+
+    Raises TypeError for floats (and bools) and ValueError for non-finite amounts or fractions of
+    a satoshi.
+    """
+    if isinstance(amount, bool) or not isinstance(amount, (Decimal, int)):
+        raise TypeError(f"amount must be a Decimal or int, not {type(amount).__name__}")
+    if isinstance(amount, int):
+        return amount * 10**decimals
+    if not amount.is_finite():
+        raise ValueError(f"amount is not a finite number: {amount}")
+    with localcontext() as context:
+        context.prec = 60
+        context.traps[Inexact] = True
+        satoshis = amount.scaleb(decimals)
+        if satoshis != satoshis.to_integral_value():
+            raise ValueError(f"{amount} is not a whole number of satoshis")
+        return int(satoshis)
+
+
+def satoshis_to_coins(satoshis: int, decimals: int = COIN_DECIMALS) -> Decimal:
+    """Convert integer satoshis (base units) to a Decimal amount in coins (eight decimal places by default)."""
+    if isinstance(satoshis, bool) or not isinstance(satoshis, int):
+        raise TypeError(f"satoshis must be an int, not {type(satoshis).__name__}")
+    return Decimal(satoshis).scaleb(-decimals)

@@ -41,8 +41,8 @@ from typing import Any
 import asyncpg
 
 from payouts import merkle
-from payouts.money import PayoutError
-from pool.daemon import DaemonError, DaemonUnreachable, coins_to_satoshis, satoshis_to_coins
+from payouts.money import PayoutError, coins_to_satoshis, satoshis_to_coins
+from payouts.wallet import WalletError, WalletUnreachable
 
 logger = logging.getLogger(__name__)
 
@@ -281,7 +281,7 @@ class PaymentSender:
         for payment in open_payments:
             try:
                 status = await self._reconcile_one(connection, payment, run)
-            except DaemonError as error:
+            except WalletError as error:
                 self._alert(run, f"reconcile-{payment['id']}",
                             f"payment {payment['id']} ({payment['txid']}) cannot be looked up: {error}")
                 status = payment["status"]
@@ -292,7 +292,7 @@ class PaymentSender:
     async def _wallet_transaction(self, txid: str) -> dict[str, Any] | None:
         try:
             return await self.wallet.call("gettransaction", txid, timeout=self.rpc_timeout)
-        except DaemonError as error:
+        except WalletError as error:
             if error.code == RPC_INVALID_ADDRESS_OR_KEY:
                 return None
             raise
@@ -301,7 +301,7 @@ class PaymentSender:
         try:
             await self.wallet.call("getmempoolentry", txid, timeout=self.rpc_timeout)
             return True
-        except DaemonError as error:
+        except WalletError as error:
             if error.code == RPC_INVALID_ADDRESS_OR_KEY:
                 return False
             raise
@@ -349,7 +349,7 @@ class PaymentSender:
             try:
                 await self.wallet.call("sendrawtransaction", payment["raw_tx"], timeout=self.rpc_timeout, retry=False)
                 await connection.execute("UPDATE payments SET broadcasts = broadcasts + 1 WHERE id = $1", payment["id"])
-            except DaemonError as error:
+            except WalletError as error:
                 self._alert(run, f"rebroadcast-{payment['id']}",
                             f"payment {payment['id']} ({payment['txid']}) is out of the mempool and "
                             f"was refused again: {error}")
@@ -376,13 +376,13 @@ class PaymentSender:
         """Send the stored bytes once.  Returns the status reached."""
         try:
             await self.wallet.call("sendrawtransaction", payment["raw_tx"], timeout=self.rpc_timeout, retry=False)
-        except DaemonUnreachable as error:
+        except WalletUnreachable as error:
             await self._set_status(connection, payment, "unknown", payment["confirmations"], run,
                                    detail=f"broadcast: {error}")
             self._alert(run, f"unknown-{payment['id']}",
                         f"payment {payment['id']} ({payment['txid']}) is unknown: {error}; reconciled by txid next run")
             return "unknown"
-        except DaemonError as error:
+        except WalletError as error:
             if error.code == RPC_VERIFY_ALREADY_IN_CHAIN or "already" in error.message.lower():
                 pass  # in the chain or in the mempool already: sent
             else:
@@ -479,7 +479,7 @@ class PaymentSender:
             return
         try:
             reserve = await self.reserve(connection)
-        except DaemonError as error:
+        except WalletError as error:
             self._alert(run, "wallet", f"the wallet does not answer: {error}; nothing paid")
             return
         run.reserve = reserve
@@ -497,7 +497,7 @@ class PaymentSender:
         for batch in batches(payees, self.policy.max_payees):
             try:
                 built = await self._build(batch)
-            except (DaemonError, PaymentError) as error:
+            except (WalletError, PaymentError) as error:
                 self._alert(run, "build", f"a payment to {len(batch)} payees could not be built: {error}")
                 return
             self._clear("build")

@@ -60,10 +60,9 @@ from payouts import ledger
 from payouts.fees import FeeConfig
 from payouts.money import PayoutError, parse_decimal
 from payouts.report import PayoutReport
+from payouts.rounds import Block, ShareWork
 from payouts.schemes import (
-    Block,
     PplnsWindow,
-    ShareWork,
     fpps_credits,
     pplns_from_window,
     pps_credits,

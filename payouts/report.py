@@ -37,7 +37,7 @@ from payouts.fees import FeeConfig, FeePayment
 from payouts.money import PayoutError, decimal_text, fraction_text
 
 if TYPE_CHECKING:
-    from payouts.schemes import Block
+    from payouts.rounds import Block
 
 REPORT_VERSION = "quarry-payout-v1"
 

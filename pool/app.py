@@ -19,17 +19,17 @@ from yarl import URL
 from payouts.fees import FeeConfig
 from payouts.payments import PaymentPolicy, PaymentSender
 from payouts.processor import PayoutProcessor
-from pool.blocks import BlockSubmitter
-from pool.config import PoolConfig
-from pool.daemon import DaemonClient, DaemonEndpoint, DaemonError
-from pool.database import connect_pool, drop_share_partitions_before, ensure_share_partitions, migrate
-from pool.ledger_process import LedgerProcess
-from pool.pgserver import PgServer
-from pool.recorder import FanoutRecorder, LogRecorder, Recorder
-from pool.stats import LiveStats, MemoryStats, RedisStats, hashes_per_difficulty
+from pool.chain.blocks import BlockSubmitter
+from pool.chain.daemon import DaemonClient, DaemonEndpoint, DaemonError
+from pool.chain.tracker import BlockTracker
+from pool.chain.work import WorkSource
+from pool.config import API_DSN_ENV, PoolConfig
+from pool.ledger.database import connect_pool, drop_share_partitions_before, ensure_share_partitions, migrate
+from pool.ledger.embedded_postgres import PgServer
+from pool.ledger.recorder import FanoutRecorder, LogRecorder, Recorder
+from pool.ledger.writer import LedgerProcess
+from pool.stats.live import LiveStats, MemoryStats, RedisStats, hashes_per_difficulty
 from pool.stratum.server import StratumServer
-from pool.tracker import BlockTracker
-from pool.work import WorkSource
 from share_validator.address import address_to_script
 from share_validator.validator import ShareValidator
 
@@ -195,7 +195,6 @@ async def run_payments(config: PoolConfig, db: asyncpg.Pool) -> None:
 async def supervise_api(config: PoolConfig, dsn: str) -> None:
     """Run ``pool api`` as a child process (so API queries never delay Stratum), restarted if it dies."""
     from pool.children import supervise
-    from pool.cli import API_DSN_ENV
 
     await supervise([sys.executable, "-m", "pool.cli", "api", "-c", config.source],
                     env={**os.environ, API_DSN_ENV: dsn}, name=f"API process (port {config.api.port})")

@@ -13,10 +13,6 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-#: `pool run` hands the API process its database DSN here (not on the command line, where `ps` shows it).
-API_DSN_ENV = "QUARRY_API_DSN"
-
-
 def _setup_logging(level: str = "INFO") -> None:
     logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -60,6 +56,8 @@ def cmd_api(args: argparse.Namespace) -> int:
     """The public API alone, in this process (``pool run`` starts it so when ``api.enabled``)."""
     config = _load(args.config)
     _setup_logging(config.log_level)
+    from pool.config import API_DSN_ENV
+
     dsn = args.dsn or os.environ.get(API_DSN_ENV) or config.database.dsn
     if not dsn:
         print("pool api: needs database.dsn in the config or --dsn (the embedded PostgreSQL belongs to "
@@ -108,7 +106,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     _setup_logging(config.log_level)
 
     async def main() -> int:
-        from pool.database import SchemaError
+        from pool.ledger.database import SchemaError
 
         try:
             async with _database(config) as db:
@@ -169,7 +167,7 @@ def cmd_check_ledger(args: argparse.Namespace) -> int:
     async def main() -> int:
         from payouts.ledger import check_invariant
         from pool.app import make_payment_sender, wallet_client
-        from pool.daemon import DaemonError
+        from pool.chain.daemon import DaemonError
 
         async with _database(config) as db:
             async with db.acquire() as connection:
@@ -202,7 +200,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 def cmd_devnet(args: argparse.Namespace) -> int:
     _setup_logging("WARNING" if not args.verbose else "INFO")
-    from pool.devnet import devnet_main
+    from pool.devtools.devnet import devnet_main
 
     try:
         return _run_async(devnet_main(args.blocks, args.keep, args.data_dir, args.miners, args.port,
@@ -212,7 +210,7 @@ def cmd_devnet(args: argparse.Namespace) -> int:
 
 
 def cmd_miner(args: argparse.Namespace, rest: list[str]) -> int:
-    from pool.miner import main as miner_main
+    from pool.devtools.miner import main as miner_main
 
     return miner_main(rest)
 

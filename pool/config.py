@@ -19,6 +19,9 @@ from share_validator.address import InvalidAddress, address_to_script
 from share_validator.coins import Coin, UnknownCoin, get_coin
 from share_validator.job import MAX_EXTRANONCE2_SIZE, MIN_EXTRANONCE2_SIZE
 
+#: `pool run` hands the API process its database DSN here (not on the command line, where `ps` shows it).
+API_DSN_ENV = "QUARRY_API_DSN"
+
 
 class ConfigError(ValueError):
     """A configuration problem; the message names the key, the file and the line."""

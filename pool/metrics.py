@@ -18,15 +18,23 @@ import bisect
 import logging
 import time
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
-if TYPE_CHECKING:
-    from pool.app import RunningPool
+
+
+class RunningPool(Protocol):
+    """What the exporter reads of a running pool (`pool.app.RunningPool` has these)."""
+    config: Any
+    server: Any
+    blocks: Any
+    ledger: Any
+    stats: Any
+    daemon: Any
 
 logger = logging.getLogger(__name__)
 

@@ -6,7 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 from payouts import ledger
 from payouts.fees import FeeConfig
-from payouts.schemes import Block, ShareWork, pplns
+from payouts.rounds import Block, ShareWork
+from payouts.schemes import pplns
 from pool.config import parse_config
 from share_validator.address import bech32_encode_segwit
 

@@ -38,7 +38,7 @@ def use_backend(request, monkeypatch):
 @pytest.fixture(scope="session")
 def pg_server():
     """One PostgreSQL server for the whole run (started in a temporary directory, fsync off)."""
-    from pool.pgserver import PgServer
+    from pool.ledger.embedded_postgres import PgServer
 
     with PgServer(durable=False) as server:
         yield server
@@ -50,7 +50,7 @@ async def dsn(pg_server):
     import asyncio
     import secrets
 
-    from pool.database import ensure_share_partitions, migrate
+    from pool.ledger.database import ensure_share_partitions, migrate
 
     dsn = await asyncio.to_thread(pg_server.create_database, "t_" + secrets.token_hex(6))
     await migrate(dsn)
@@ -61,7 +61,7 @@ async def dsn(pg_server):
 @pytest.fixture
 async def db(dsn):
     """A connection pool to that database."""
-    from pool.database import connect_pool
+    from pool.ledger.database import connect_pool
 
     pool = await connect_pool(dsn, command_timeout=10)
     yield pool

@@ -14,10 +14,10 @@ import signal
 import sys
 
 from pool.config import parse_config
-from pool.database import connect_pool
-from pool.ledger import PostgresRecorder
-from pool.ledger_process import LedgerProcess
-from pool.recorder import FanoutRecorder
+from pool.ledger.database import connect_pool
+from pool.ledger.recorder import FanoutRecorder
+from pool.ledger.store import PostgresRecorder
+from pool.ledger.writer import LedgerProcess
 from pool.stratum.server import StratumServer
 from share_validator.address import bech32_encode_segwit
 from share_validator.job import Job, Template

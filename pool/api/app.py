@@ -31,8 +31,8 @@ from prometheus_client.registry import Collector
 from pool.api.data import DataUnavailable, PoolData, dump_json
 from pool.api.feed import EventFeed
 from pool.api.openapi import MAX_ADDRESS_CHARS, MAX_HEIGHT, MAX_PAGE, MAX_PAGE_SIZE, openapi_document
-from pool.config import PoolConfig
-from pool.daemon import DaemonClient, DaemonEndpoint, DaemonError
+from pool.chain.daemon import DaemonClient, DaemonEndpoint, DaemonError
+from pool.config import API_DSN_ENV, PoolConfig
 from share_validator.address import InvalidAddress, address_to_script
 
 logger = logging.getLogger(__name__)
@@ -619,7 +619,7 @@ async def run_api(config: PoolConfig, dsn: str, shutdown: asyncio.Event, *,
                   on_ready: Callable[[int], None] | None = None, worker_port: int | None = None) -> None:
     """Serve the API on ``api.host:api.port`` until ``shutdown`` is set; as one of ``api.workers``, on
     ``worker_port`` with SO_REUSEPORT (the kernel spreads the connections over the workers)."""
-    from pool.database import connect_pool
+    from pool.ledger.database import connect_pool
 
     db = await connect_pool(dsn, min_size=2, max_size=10, command_timeout=10.0, reset=_keep_session,
                             server_settings={"application_name": "quarry-api"})
@@ -667,7 +667,6 @@ async def run_api_workers(config: PoolConfig, config_path: str, dsn: str, shutdo
     import tempfile
 
     from pool.children import supervise
-    from pool.cli import API_DSN_ENV
 
     sock = reserve_port(config.api.host, config.api.port)
     port = sock.getsockname()[1]

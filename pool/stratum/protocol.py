@@ -10,20 +10,30 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from pool.config import PortConfig
-    from pool.stratum.server import StratumServer
 
 logger = logging.getLogger(__name__)
+
+
+class ConnectionHost(Protocol):
+    """What a connection asks of the server that accepted it (`pool.stratum.server.StratumServer`)."""
+    config: Any
+    stats: Any
+
+    def open_session(self, protocol: StratumProtocol) -> Any: ...
+    def close_session(self, session: Any) -> None: ...
+    def write_soon(self, protocol: StratumProtocol) -> None: ...
+    def log_once(self, key: str, message: str, interval_s: float = 60.0) -> None: ...
 
 
 class StratumProtocol(asyncio.Protocol):
     __slots__ = ("server", "port", "transport", "session", "_buffer", "max_line", "send_limit", "peer_ip", "fd",
                  "_outgoing")
 
-    def __init__(self, server: StratumServer, port: PortConfig) -> None:
+    def __init__(self, server: ConnectionHost, port: PortConfig) -> None:
         self.server = server
         self.port = port
         self.transport: asyncio.Transport | None = None

@@ -18,8 +18,8 @@ from typing import Any
 import orjson
 
 from pool.config import PoolConfig
+from pool.ledger.recorder import Recorder, ShareRecord
 from pool.metrics import SUBMIT_BUCKETS_S, LatencyHistogram
-from pool.recorder import Recorder, ShareRecord
 from pool.stratum.protocol import StratumProtocol
 from pool.stratum.session import Session
 from share_validator import hashing

@@ -11,11 +11,11 @@ import logging
 import math
 import re
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 
-from pool.vardiff import VarDiff, tidy
+from pool.stratum.vardiff import VarDiff, tidy
 from share_validator.difficulty import BadDifficulty, check_difficulty
 from share_validator.errors import Reject, StratumError
 from share_validator.job import POOL_VERSION_MASK
@@ -23,7 +23,27 @@ from share_validator.validator import Difficulty, MinerState, ShareResult
 
 if TYPE_CHECKING:
     from pool.stratum.protocol import StratumProtocol
-    from pool.stratum.server import StratumServer
+
+
+class SessionHost(Protocol):
+    """What a session asks of the server that holds it (`pool.stratum.server.StratumServer`)."""
+    clock: Any
+    coin: Any
+    config: Any
+    pool_config: Any
+    current_job: Any
+    stats: Any
+    validator: Any
+    work_available: bool
+
+    def address_known(self, address: str) -> bool | None: ...
+    async def check_address(self, address: str) -> bool: ...
+    def ban(self, ip: str, reason: str) -> None: ...
+    def log_once(self, key: str, message: str, interval_s: float = 60.0) -> None: ...
+    def notify_line(self, job: Any, clean: bool) -> bytes: ...
+    def resume_extranonce1(self, session: Any, wanted: bytes) -> bytes | None: ...
+    def submit(self, session: Any, msg_id: Any, params: list) -> None: ...
+    def track(self, task: asyncio.Future) -> None: ...
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +93,7 @@ class Session:
         "workers",
     )
 
-    def __init__(self, server: StratumServer, protocol: StratumProtocol, number: int, extranonce1: bytes) -> None:
+    def __init__(self, server: SessionHost, protocol: StratumProtocol, number: int, extranonce1: bytes) -> None:
         self.server = server
         self.protocol = protocol
         self.number = number

@@ -10,7 +10,8 @@ import pytest
 
 from payouts import ledger
 from payouts.fees import FeeConfig
-from payouts.schemes import Block, ShareWork, pplns
+from payouts.rounds import Block, ShareWork
+from payouts.schemes import pplns
 
 POOL = "litecoin"
 FEES = FeeConfig("1.5", [("ltc1qdevfund", "0.5")], pool_account="pool")

@@ -19,10 +19,10 @@ import pytest
 from running_pool import running_pool
 
 from payouts.ledger import check_invariant
+from payouts.money import coins_to_satoshis
 from pool.config import parse_config
-from pool.daemon import coins_to_satoshis
-from pool.miner import run_miner
-from pool.regtest import RegtestNetwork
+from pool.devtools.miner import run_miner
+from pool.devtools.regtest import RegtestNetwork
 
 NETWORK_DIFFICULTY = 2.0 ** -15  # regtest bits 207fffff in scrypt Stratum units (diff 1 = 0xffff * 2^224)
 

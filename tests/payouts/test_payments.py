@@ -21,10 +21,11 @@ import pytest
 from aiohttp import web
 
 from payouts.ledger import check_invariant
+from payouts.money import coins_to_satoshis
 from payouts.payments import FAILPOINT_ENV, PaymentPolicy, PaymentSender
-from pool.daemon import DaemonClient, coins_to_satoshis
+from pool.chain.daemon import DaemonClient
+from pool.devtools.regtest import RegtestNetwork
 from pool.localnet import free_loopback_ports
-from pool.regtest import RegtestNetwork
 from share_validator.address import address_to_script, bech32_encode_segwit
 from share_validator.coins import get_coin
 
@@ -449,7 +450,7 @@ async def test_a_reorg_of_an_immature_block_leaves_nothing_credited_and_nothing_
 
     from payouts.fees import FeeConfig
     from payouts.processor import PayoutProcessor
-    from pool.tracker import BlockTracker
+    from pool.chain.tracker import BlockTracker
 
     wallets = await asyncio.to_thread(Wallets, network)
     miner = await asyncio.to_thread(wallets.new_address)

@@ -11,9 +11,9 @@ from running_pool import running_pool
 
 from payouts.ledger import check_invariant
 from pool.config import parse_config
-from pool.miner import run_miner
-from pool.pgserver import PgServer
-from pool.regtest import RegtestNetwork
+from pool.devtools.miner import run_miner
+from pool.devtools.regtest import RegtestNetwork
+from pool.ledger.embedded_postgres import PgServer
 
 
 async def test_blocks_mature_and_are_credited(tmp_path):

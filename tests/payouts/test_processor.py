@@ -13,7 +13,8 @@ import pytest
 from payouts import ledger
 from payouts.fees import FeeConfig
 from payouts.processor import PayoutProcessor
-from payouts.schemes import Block, ShareWork, pplns, prop, solo
+from payouts.rounds import Block, ShareWork
+from payouts.schemes import pplns, prop, solo
 
 POOL = "litecoin"
 FEES = FeeConfig("1", [("ltc1qdevfund", "0.25")], pool_account="pool")

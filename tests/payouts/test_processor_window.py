@@ -16,8 +16,9 @@ from payouts import processor as processor_module
 from payouts.fees import FeeConfig
 from payouts.money import PayoutError
 from payouts.processor import PayoutProcessor
-from payouts.schemes import Block, ShareWork, pplns
-from pool.database import create_share_partition
+from payouts.rounds import Block, ShareWork
+from payouts.schemes import pplns
+from pool.ledger.database import create_share_partition
 
 POOL = "litecoin"
 FEES = FeeConfig("1.5", [("ltc1qfund", "0.25")], pool_account="pool")

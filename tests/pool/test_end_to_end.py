@@ -20,10 +20,10 @@ from chainwork import solve as solve_share
 from stratum_client import Client
 
 from pool.app import run_pool
+from pool.chain.daemon import DaemonError
 from pool.config import parse_config
-from pool.daemon import DaemonError
-from pool.devnet import devnet_config, run_devnet
-from pool.regtest import MWEB_ACTIVATION_HEIGHT, RegtestNetwork
+from pool.devtools.devnet import devnet_config, run_devnet
+from pool.devtools.regtest import MWEB_ACTIVATION_HEIGHT, RegtestNetwork
 from share_validator.coins import get_coin
 from share_validator.job import Job
 

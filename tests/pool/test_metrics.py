@@ -9,8 +9,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from stratum_client import Client
 
 from pool.app import RunningPool
-from pool.blocks import BlockSubmitter
-from pool.daemon import DaemonClient
+from pool.chain.blocks import BlockSubmitter
+from pool.chain.daemon import DaemonClient
 from pool.localnet import free_loopback_port
 from pool.metrics import LatencyHistogram, start_metrics_server
 

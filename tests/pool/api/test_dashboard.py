@@ -20,8 +20,8 @@ from running_pool import running_pool
 
 from pool.api.app import make_app
 from pool.config import parse_config
-from pool.miner import run_miner
-from pool.regtest import RegtestNetwork
+from pool.devtools.miner import run_miner
+from pool.devtools.regtest import RegtestNetwork
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[3] / "test-artifacts" / "dashboard"

@@ -1,4 +1,4 @@
-"""The ledger written by its own process (pool.ledger_process), on a real PostgreSQL.
+"""The ledger written by its own process (pool.ledger.writer), on a real PostgreSQL.
 
 The same guarantees as the in-process recorder: a batch leaves the pool only once the writer has
 committed or spilled it; a writer that dies has its unacknowledged batches spilled by the pool and is
@@ -13,9 +13,9 @@ import time
 
 import pytest
 
-from pool.ledger import SpillFile
-from pool.ledger_process import LedgerProcess
-from pool.recorder import BlockRecord, ShareRecord
+from pool.ledger.recorder import BlockRecord, ShareRecord
+from pool.ledger.store import SpillFile
+from pool.ledger.writer import LedgerProcess
 
 START = time.time()
 

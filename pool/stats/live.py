@@ -79,7 +79,7 @@ from typing import Any
 
 import orjson
 
-from pool.recorder import BlockRecord, ShareRecord
+from pool.ledger.recorder import BlockRecord, ShareRecord
 
 try:  # the client library is needed only by RedisStats
     import redis.asyncio as aioredis
@@ -318,7 +318,7 @@ class StatsUnavailable(RuntimeError):
 
 
 class LiveStats(abc.ABC):
-    """Live pool statistics. Also a `pool.recorder.Recorder` (start, stop, record_share, record_block).
+    """Live pool statistics. Also a `pool.ledger.recorder.Recorder` (start, stop, record_share, record_block).
 
     The instance records for one pool (``pool``); the queries take the pool's name so that an API can
     read any pool that writes to the same store.

@@ -31,18 +31,17 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from decimal import Decimal, Inexact, localcontext
+from decimal import Decimal
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
 import aiohttp
 from yarl import URL
 
+from payouts.wallet import WalletError, WalletUnreachable
 from pool.metrics import RPC_BUCKETS_S, LatencyHistogram
 
 logger = logging.getLogger(__name__)
-
-SATOSHIS_PER_COIN = 100_000_000
 
 #: `getblocktemplate` must name both rule sets on Litecoin Core 0.21.2 (it refuses "segwit" alone).
 GBT_RULES: tuple[str, ...] = ("mweb", "segwit")
@@ -57,7 +56,7 @@ T = TypeVar("T")
 # Errors
 
 
-class DaemonError(Exception):
+class DaemonError(WalletError):
     """An RPC call failed. `code` is the JSON-RPC error code when the daemon sent one."""
 
     def __init__(
@@ -95,7 +94,7 @@ class DaemonError(Exception):
         )
 
 
-class DaemonUnreachable(DaemonError):
+class DaemonUnreachable(DaemonError, WalletUnreachable):
     """No usable answer from the daemon (transport failure, timeout, non-JSON HTTP 5xx)."""
 
 
@@ -112,35 +111,7 @@ class DaemonAuthError(DaemonError):
 
 
 # --------------------------------------------------------------------------------------------------
-# Money and JSON
-
-
-def coins_to_satoshis(amount: Decimal | int) -> int:
-    """Convert an amount in coins to integer satoshis, exactly.
-
-    Raises TypeError for floats (and bools) and ValueError for non-finite amounts or fractions of
-    a satoshi.
-    """
-    if isinstance(amount, bool) or not isinstance(amount, (Decimal, int)):
-        raise TypeError(f"amount must be a Decimal or int, not {type(amount).__name__}")
-    if isinstance(amount, int):
-        return amount * SATOSHIS_PER_COIN
-    if not amount.is_finite():
-        raise ValueError(f"amount is not a finite number: {amount}")
-    with localcontext() as context:
-        context.prec = 60
-        context.traps[Inexact] = True
-        satoshis = amount.scaleb(8)
-        if satoshis != satoshis.to_integral_value():
-            raise ValueError(f"{amount} is not a whole number of satoshis")
-        return int(satoshis)
-
-
-def satoshis_to_coins(satoshis: int) -> Decimal:
-    """Convert integer satoshis to a Decimal amount in coins with eight decimal places."""
-    if isinstance(satoshis, bool) or not isinstance(satoshis, int):
-        raise TypeError(f"satoshis must be an int, not {type(satoshis).__name__}")
-    return Decimal(satoshis).scaleb(-8)
+# JSON (amounts are Decimal; payouts.money turns them into integer base units)
 
 
 def _json_default(value: object) -> object:

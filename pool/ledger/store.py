@@ -35,7 +35,7 @@ from typing import Any
 import asyncpg
 import orjson
 
-from pool.recorder import BlockRecord, ShareRecord, share_fields
+from pool.ledger.recorder import BlockRecord, ShareRecord, share_fields
 
 logger = logging.getLogger(__name__)
 
@@ -158,7 +158,7 @@ class ShareCopy:
 
 
 class ShareCopyEncoder:
-    """Encodes batches of share fields (`pool.recorder.share_fields` order) as `ShareCopy`. Pure code.
+    """Encodes batches of share fields (`pool.ledger.recorder.share_fields` order) as `ShareCopy`. Pure code.
 
     The text columns of a connection (pool, address, worker, ip) are encoded once and kept."""
 

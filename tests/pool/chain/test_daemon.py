@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from pool.daemon import (
+from payouts.money import coins_to_satoshis, satoshis_to_coins
+from pool.chain.daemon import (
     DaemonAuthError,
     DaemonClient,
     DaemonEndpoint,
@@ -19,10 +20,8 @@ from pool.daemon import (
     DaemonTimeout,
     DaemonUnreachable,
     DaemonWarmingUp,
-    coins_to_satoshis,
-    satoshis_to_coins,
 )
-from pool.regtest import RegtestNetwork, free_loopback_ports
+from pool.devtools.regtest import RegtestNetwork, free_loopback_ports
 
 
 @pytest.fixture(scope="module")
@@ -159,7 +158,7 @@ def test_endpoint_hides_password() -> None:
 async def test_failover_to_the_working_daemon(
     network: RegtestNetwork, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.DEBUG, logger="pool.daemon")
+    caplog.set_level(logging.DEBUG, logger="pool.chain.daemon")
     dead = dead_url()
     async with DaemonClient([dead, network.rpc_url(0)], **quick_retries()) as daemon:
         started = time.monotonic()
@@ -180,7 +179,7 @@ async def test_failover_to_the_working_daemon(
 
 
 async def test_all_daemons_dead_gives_up_after_bounded_attempts(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.DEBUG, logger="pool.daemon")
+    caplog.set_level(logging.DEBUG, logger="pool.chain.daemon")
     urls = [dead_url(), dead_url()]
     async with DaemonClient(urls, **quick_retries(max_attempts=6)) as daemon:
         started = time.monotonic()
@@ -218,7 +217,7 @@ async def test_all_daemons_dead_gives_up_within_the_time_bound() -> None:
 async def test_client_rides_out_daemon_startup(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """Called the moment litecoind is launched: connection refused, then -28 warm-up answers
     ("Loading block index...", "Verifying blocks..."), then the real answer."""
-    caplog.set_level(logging.INFO, logger="pool.daemon")
+    caplog.set_level(logging.INFO, logger="pool.chain.daemon")
     base_dir = tmp_path / "restarted"
     with RegtestNetwork(base_dir) as first_run:
         first_run.generate(300)  # something to load and verify on the next start

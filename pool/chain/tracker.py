@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from pool.daemon import DaemonClient, DaemonError
+from pool.chain.daemon import DaemonClient, DaemonError
 
 logger = logging.getLogger(__name__)
 

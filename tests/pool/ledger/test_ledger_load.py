@@ -136,7 +136,7 @@ async def test_postgres_slow_under_load(pg_server, dsn, tmp_path):
 async def run_pool_process(dsn: str, spill_dir: str, writer: str = "in-process"):
     process = await asyncio.create_subprocess_exec(
         # -P: the script's folder (tests/) must not shadow the packages of the same names
-        sys.executable, "-P", os.path.join(os.path.dirname(__file__), "..", "ledger_pool.py"), dsn, spill_dir,
+        sys.executable, "-P", os.path.join(os.path.dirname(__file__), "..", "..", "ledger_pool.py"), dsn, spill_dir,
         writer, stdout=asyncio.subprocess.PIPE)
     line = (await asyncio.wait_for(process.stdout.readline(), 30)).decode()
     assert line.startswith("PORT "), line
@@ -191,8 +191,8 @@ async def test_sigkill_loses_at_most_one_flush_interval(dsn, tmp_path, writer):
 
 async def test_redis_killed_and_flushed_mid_run(dsn, tmp_path):
     """Statistics are not money: Redis dying, coming back empty, nothing reaches the miners, no share is lost."""
-    from pool.redisserver import RedisServer
-    from pool.stats import RedisStats
+    from pool.devtools.redisserver import RedisServer
+    from pool.stats.live import RedisStats
 
     with RedisServer() as redis_server:
         stats = RedisStats.from_url(redis_server.url, "litecoin-regtest", flush_interval_s=0.2)
@@ -224,8 +224,8 @@ async def test_pool_rebuilds_flushed_statistics_from_the_ledger(pg_server, dsn, 
     import asyncpg
 
     from pool.app import watch_stats_store
-    from pool.redisserver import RedisServer
-    from pool.stats import RedisStats
+    from pool.devtools.redisserver import RedisServer
+    from pool.stats.live import RedisStats
 
     conn = await asyncpg.connect(dsn)
     await conn.execute(

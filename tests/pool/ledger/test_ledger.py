@@ -19,8 +19,14 @@ from datetime import UTC, datetime
 
 import pytest
 
-from pool.ledger import PostgresRecorder, SpillFile, share_row_of_fields, shares_entry, timestamp_microseconds
-from pool.recorder import BlockRecord, ShareRecord, share_fields
+from pool.ledger.recorder import BlockRecord, ShareRecord, share_fields
+from pool.ledger.store import (
+    PostgresRecorder,
+    SpillFile,
+    share_row_of_fields,
+    shares_entry,
+    timestamp_microseconds,
+)
 
 START = time.time()
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from pool.app import RunningPool, run_pool
 from pool.config import PoolConfig, parse_config
-from pool.regtest import MWEB_ACTIVATION_HEIGHT, RegtestNetwork
+from pool.devtools.regtest import MWEB_ACTIVATION_HEIGHT, RegtestNetwork
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ async def run_devnet(net: RegtestNetwork, *, blocks_wanted: int | None, premine_
     the stats page and API on ``api_port`` (0: a free port; None: none). ``before_stop`` is awaited
     with the report while everything still runs."""
     from pool.api.app import run_api
-    from pool.miner import run_miner
+    from pool.devtools.miner import run_miner
 
     height = await asyncio.to_thread(net.height)
     if height < premine_to:

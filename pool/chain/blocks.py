@@ -11,15 +11,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Protocol
 
-from pool.daemon import DaemonClient, DaemonError
-from pool.recorder import BlockRecord, Recorder
+from pool.chain.daemon import DaemonClient, DaemonError
+from pool.ledger.recorder import BlockRecord, Recorder
 
 if TYPE_CHECKING:
-    from pool.stratum.session import Session
     from share_validator.validator import ShareResult
+
+
+class Finder(Protocol):
+    """The connection that found a block: its authorized workers, name -> (address, worker)."""
+    workers: Mapping[str, tuple[str, str]]
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +44,7 @@ class BlockSubmitter:
         self.tasks: set[asyncio.Task] = set()
         self.results: list[BlockRecord] = []
 
-    def submit(self, result: ShareResult, session: Session) -> None:
+    def submit(self, result: ShareResult, session: Finder) -> None:
         address, worker = session.workers.get(result.worker, ("", ""))
         job = result.job
         record = BlockRecord(

@@ -15,22 +15,32 @@ import asyncio
 import hmac
 import logging
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Sized
+from typing import TYPE_CHECKING, Protocol
 
 from aiohttp import web
 
-from pool.daemon import DaemonClient, DaemonError
+from pool.chain.daemon import DaemonClient, DaemonError
 from share_validator.job import Job, Template, TemplateError
 
 if TYPE_CHECKING:
     from pool.config import PoolConfig
-    from pool.stratum.server import StratumServer
 
 logger = logging.getLogger(__name__)
 
 
+class JobSink(Protocol):
+    """Where the work source publishes: the Stratum server (`pool.stratum.server.StratumServer`)."""
+    sessions: Sized
+
+    def new_job(self, job: Job, clean: bool) -> int: ...
+    def work_unavailable(self, reason: str) -> None: ...
+    def broadcast_message(self, text: str) -> None: ...
+    def broadcast_reconnect(self, host: str | None = None, port: int | None = None, wait_s: int = 0) -> None: ...
+
+
 class WorkSource:
-    def __init__(self, daemon: DaemonClient, server: StratumServer, config: PoolConfig,
+    def __init__(self, daemon: DaemonClient, server: JobSink, config: PoolConfig,
                  *, payout_script: bytes | None = None) -> None:
         self.daemon = daemon
         self.server = server

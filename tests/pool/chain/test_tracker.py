@@ -5,9 +5,9 @@ import asyncio
 
 import pytest
 
-from pool.daemon import DaemonClient
-from pool.regtest import RegtestNetwork
-from pool.tracker import BlockTracker
+from pool.chain.daemon import DaemonClient
+from pool.chain.tracker import BlockTracker
+from pool.devtools.regtest import RegtestNetwork
 
 
 @pytest.fixture(scope="module")

@@ -122,7 +122,7 @@ class Migration:
 
 def default_sql_dir() -> Path:
     """Where the migrations are: ``pool/sql`` in an installed package, ``sql/`` in a checkout."""
-    package_dir = Path(__file__).resolve().parent
+    package_dir = Path(__file__).resolve().parent.parent  # pool/
     installed = package_dir / "sql"
     if installed.is_dir():
         return installed

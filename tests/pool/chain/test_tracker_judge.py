@@ -1,7 +1,7 @@
 """The pure block-status decision of the tracker."""
 import pytest
 
-from pool.tracker import Verdict, judge
+from pool.chain.tracker import Verdict, judge
 
 H = "aa" * 32
 OTHER = "bb" * 32

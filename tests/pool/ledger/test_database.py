@@ -1,6 +1,6 @@
 """Migrations, the connection pool and share partitions against a real PostgreSQL server.
 
-The server is started by this module (pool/pgserver.py) in a temporary directory, and every test gets
+The server is started by this module (pool/ledger/embedded_postgres.py) in a temporary directory, and every test gets
 a database of its own on it.
 """
 
@@ -17,8 +17,8 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from pool import database
-from pool.database import (
+from pool.ledger import database
+from pool.ledger.database import (
     SchemaError,
     connect_pool,
     create_share_partition,
@@ -29,9 +29,9 @@ from pool.database import (
     migrate,
     share_partitions,
 )
-from pool.pgserver import PgServer, PgServerError, PostgresNotFound, find_postgres_bindir
+from pool.ledger.embedded_postgres import PgServer, PgServerError, PostgresNotFound, find_postgres_bindir
 
-REPO_SQL = Path(__file__).resolve().parents[2] / "sql"
+REPO_SQL = Path(__file__).resolve().parents[3] / "sql"
 SCHEMA_TABLES = {"schema_version", "shares", "shares_default", "blocks", "worker_minutes", "rounds"}
 
 

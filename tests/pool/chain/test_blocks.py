@@ -4,10 +4,10 @@ import asyncio
 import pytest
 from chainwork import job_from_node, solve
 
-from pool.blocks import BlockSubmitter
-from pool.daemon import DaemonClient
-from pool.recorder import LogRecorder
-from pool.regtest import RegtestNetwork
+from pool.chain.blocks import BlockSubmitter
+from pool.chain.daemon import DaemonClient
+from pool.devtools.regtest import RegtestNetwork
+from pool.ledger.recorder import LogRecorder
 
 
 class FakeSession:

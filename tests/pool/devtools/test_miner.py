@@ -1,10 +1,10 @@
-"""The demo miner (pool/miner.py) checked against real data and the reference client, not against itself.
+"""The demo miner (pool/devtools/miner.py) checked against real data and the reference client, not against itself.
 
 Data:
 - tests/data/blocks/litecoin_mainnet_2265985.json and bitcoin_mainnet_951658.json: real mainnet blocks
   (sources in tests/data/blocks/README.md). The pool side of these tests (coinbase split, merkle branch,
   notify encoding, share verification) is written here from the Stratum wire conventions, independently
-  of pool/miner.py and of share_validator.
+  of pool/devtools/miner.py and of share_validator.
 - tests/data/cpuminer_exchange.jsonl: a Stratum session as pooler/cpuminer 2.5.0 would have it with a
   scrypt pool, one JSON object per line: ``dir`` ("c2s" client to server, "s2c" server to client),
   ``line`` (the raw JSON text) and an optional ``note``. Client lines are spelled as cpuminer prints
@@ -41,8 +41,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pool import miner
-from pool.miner import (
+from pool.devtools import miner
+from pool.devtools.miner import (
     Job,
     LineFramer,
     StratumProtocolError,
@@ -56,11 +56,11 @@ from pool.miner import (
     scan_nonces,
 )
 
-DATA = pathlib.Path(__file__).resolve().parents[1] / "data"
+DATA = pathlib.Path(__file__).resolve().parents[2] / "data"
 EXCHANGE = DATA / "cpuminer_exchange.jsonl"
 
 # --------------------------------------------------------------------------------------------------
-# The pool side, written from the wire conventions (not from pool/miner.py).
+# The pool side, written from the wire conventions (not from pool/devtools/miner.py).
 # --------------------------------------------------------------------------------------------------
 
 

@@ -37,7 +37,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Self
 
-from pool.daemon import (
+from pool.chain.daemon import (
     GBT_RULES,
     DaemonAuthError,
     DaemonEndpoint,

@@ -2,7 +2,7 @@
 
 `LedgerProcess` is the Recorder the pool runs. ``record_share`` appends the record to a list. Every
 ``flush_interval_s`` seconds or ``batch_size`` shares, the batch becomes plain tuples (one C call per
-record), is marshalled and written down a pipe to the writer (``python -m pool.ledger_process``), which
+record), is marshalled and written down a pipe to the writer (``python -m pool.ledger.writer``), which
 owns the PostgreSQL connections and runs `PostgresRecorder`'s batch write: COPY and the idempotent insert,
 or the fsync'd spill file, and its automatic replay. Block records go down the same pipe at once.
 
@@ -38,8 +38,8 @@ from typing import Any
 
 import orjson
 
-from pool.ledger import PostgresRecorder, SpillFile, block_entry, share_row_of_fields, shares_entry
-from pool.recorder import BlockRecord, ShareRecord, share_fields
+from pool.ledger.recorder import BlockRecord, ShareRecord, share_fields
+from pool.ledger.store import PostgresRecorder, SpillFile, block_entry, share_row_of_fields, shares_entry
 
 logger = logging.getLogger(__name__)
 
@@ -259,11 +259,11 @@ class LedgerProcess:
                 return
 
     async def _spawn(self) -> asyncio.subprocess.Process:
-        package_root = str(Path(__file__).resolve().parent.parent)
+        package_root = str(Path(__file__).resolve().parents[2])  # the folder that holds pool/
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "pool.ledger_process",
+            sys.executable, "-m", "pool.ledger.writer",
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, env=env, limit=1 << 20,
             start_new_session=True,  # a terminal's Ctrl-C is the pool's to handle
         )
@@ -344,7 +344,7 @@ def _answer(seq: int | None, recorder: PostgresRecorder) -> None:
 
 
 async def writer_main() -> int:
-    from pool.database import connect_pool
+    from pool.ledger.database import connect_pool
 
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(limit=1 << 30)

@@ -16,15 +16,15 @@ from typing import Any
 
 import pytest
 
-from pool.daemon import DaemonError
-from pool.regtest import (
+from pool.chain.daemon import DaemonError
+from pool.devtools.regtest import (
     MWEB_ACTIVATION_HEIGHT,
     LitecoindNotFound,
     RegtestError,
     RegtestNetwork,
 )
 
-DATA = Path(__file__).resolve().parent.parent / "data"
+DATA = Path(__file__).resolve().parents[2] / "data"
 PREMWEB_FIXTURE = DATA / "ltc_regtest_gbt_premweb.json"
 MWEB_FIXTURE = DATA / "ltc_regtest_gbt_mweb.json"
 WRITE_FIXTURES = os.environ.get("QUARRY_WRITE_FIXTURES") == "1"

@@ -1,7 +1,7 @@
 """Variable difficulty (pure): converges to the target share rate, clamps, never jumps wildly."""
 import pytest
 
-from pool.vardiff import MAX_STEP, VarDiff, tidy
+from pool.stratum.vardiff import MAX_STEP, VarDiff, tidy
 
 
 def make(**overrides):
