@@ -41,7 +41,7 @@ sys.path.insert(0, str(ROOT))
 
 from pool.ledger.database import connect_pool, ensure_share_partitions, migrate
 from pool.ledger.embedded_postgres import PgServer
-from share_validator.address import bech32_encode_segwit
+from share_validator.bitcoin.address import bech32_encode_segwit
 
 POOL = "litecoin-regtest"
 POOL_ADDRESS = bech32_encode_segwit("rltc", 0, bytes(20))

@@ -20,9 +20,10 @@ import sys
 import time
 
 from share_validator import hashing
-from share_validator.coins import get_coin
-from share_validator.job import Job, Template
-from share_validator.validator import Difficulty, MinerState, ShareValidator
+from share_validator.bitcoin.coins import get_coin
+from share_validator.bitcoin.job import Job, Template
+from share_validator.bitcoin.validator import MinerState, ShareValidator
+from share_validator.difficulty import Difficulty
 
 BATCH = 32
 

@@ -128,7 +128,7 @@ def raise_nofile(wanted: int) -> int:
 
 
 def pool_address(coin: str) -> str:
-    from share_validator.address import bech32_encode_segwit
+    from share_validator.bitcoin.address import bech32_encode_segwit
 
     return bech32_encode_segwit(HRP[coin], 0, bytes(20))
 

@@ -30,8 +30,6 @@ from pool.ledger.recorder import FanoutRecorder, LogRecorder, Recorder
 from pool.ledger.writer import LedgerProcess
 from pool.stats.live import LiveStats, MemoryStats, RedisStats, hashes_per_difficulty
 from pool.stratum.server import StratumServer
-from share_validator.address import address_to_script
-from share_validator.validator import ShareValidator
 
 logger = logging.getLogger(__name__)
 
@@ -170,7 +168,7 @@ def make_payment_sender(config: PoolConfig, db: asyncpg.Pool, wallet: DaemonClie
                            payment_confirmations=payouts.payment_confirmations,
                            conflict_confirmations=payouts.conflict_confirmations)
     coin = config.coin
-    return PaymentSender(db, wallet, config.pool_name, lambda address: address_to_script(coin, address), policy)
+    return PaymentSender(db, wallet, config.pool_name, lambda address: config.family.payout_script(coin, address), policy)
 
 
 def wallet_client(config: PoolConfig) -> DaemonClient:
@@ -235,7 +233,7 @@ async def run_pool(config: PoolConfig, shutdown: asyncio.Event, *, recorder: Rec
         recorder = FanoutRecorder(*parts)
     try:
         async with DaemonClient(endpoints, request_timeout=15.0, retry_max_time=10.0) as daemon:
-            validator = ShareValidator(config.coin, ntime_future_s=config.work.ntime_future_s)
+            validator = config.family.share_checker(config.coin, ntime_future_s=config.work.ntime_future_s)
             work_holder: list[WorkSource] = []
             blocks = BlockSubmitter(daemon, recorder, on_accepted=lambda: work_holder[0].wake("submit"))
 

@@ -15,9 +15,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-from share_validator.address import InvalidAddress, address_to_script
-from share_validator.coins import Coin, UnknownCoin, get_coin
-from share_validator.job import MAX_EXTRANONCE2_SIZE, MIN_EXTRANONCE2_SIZE
+from pool.families import Coin, CoinFamily, FamilyError, UnknownCoin, find_coin
 
 #: `pool run` hands the API process its database DSN here (not on the command line, where `ps` shows it).
 API_DSN_ENV = "QUARRY_API_DSN"
@@ -138,6 +136,7 @@ class ApiConfig:
 
 @dataclass(frozen=True)
 class PoolConfig:
+    family: CoinFamily  # the coin's family: everything coin-specific goes through it
     coin: Coin
     address: str
     payout_script: bytes
@@ -258,20 +257,20 @@ def parse_config(data: dict, *, source: str = "<dict>", text: str = "") -> PoolC
     pool = _Reader(root.get("pool", dict), "pool", source, text)
     coin_name = pool.get("coin", str, allowed="a coin name such as 'litecoin'")
     try:
-        coin = get_coin(coin_name)
+        family, coin = find_coin(coin_name)
     except UnknownCoin as exc:
         raise pool.error("pool.coin", str(exc)) from None
     address = pool.get("address", str, allowed="the pool's payout address")
     try:
-        payout_script = address_to_script(coin, address)
-    except InvalidAddress as exc:
+        payout_script = family.payout_script(coin, address)
+    except FamilyError as exc:
         raise pool.error("pool.address", f"not a {coin.name} address: {exc}") from None
     pool_tag = pool.get("pool_tag", str, "/quarry/")
     if len(pool_tag.encode()) > 60:
         raise pool.error("pool.pool_tag", "must be at most 60 bytes")
     node_id = pool.number("node_id", 0, 0, 255, integer=True)
     extranonce2_size = pool.number(
-        "extranonce2_size", 4, MIN_EXTRANONCE2_SIZE, MAX_EXTRANONCE2_SIZE, integer=True
+        "extranonce2_size", 4, *family.extranonce2_sizes, integer=True
     )
     log_level = pool.get("log_level", str, "INFO").upper()
     if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
@@ -300,10 +299,12 @@ def parse_config(data: dict, *, source: str = "<dict>", text: str = "") -> PoolC
     database = _read_database(_Reader(root.get("database", dict, {}), "database", source, text))
     redis = _read_redis(_Reader(root.get("redis", dict, {}), "redis", source, text))
     blocks = _read_blocks(_Reader(root.get("blocks", dict, {}), "blocks", source, text), coin)
-    payouts = _read_payouts(_Reader(root.get("payouts", dict, {}), "payouts", source, text), coin, source, text)
+    payouts = _read_payouts(_Reader(root.get("payouts", dict, {}), "payouts", source, text), family, coin,
+                            source, text)
     api = _read_api(_Reader(root.get("api", dict, {}), "api", source, text))
     root.finish()
     return PoolConfig(
+        family=family,
         coin=coin,
         address=address,
         payout_script=payout_script,
@@ -472,7 +473,7 @@ def _coins(reader: _Reader, key: str, value: object, *, low: int) -> int:
     return int(satoshis)
 
 
-def _read_payouts(reader: _Reader, coin: Coin, source: str, text: str) -> PayoutsConfig:
+def _read_payouts(reader: _Reader, family: CoinFamily, coin: Coin, source: str, text: str) -> PayoutsConfig:
     scheme = reader.get("scheme", str, "pplns")
     if scheme not in ("pplns", "prop", "solo", "pps", "fpps"):
         raise reader.error("payouts.scheme", "must be one of pplns, prop, solo, pps, fpps")
@@ -482,8 +483,8 @@ def _read_payouts(reader: _Reader, coin: Coin, source: str, text: str) -> Payout
         item = _Reader(entry, f"payouts.fee_recipients[{index}]", source, text)
         address = item.get("address", str, allowed="an address of the coin")
         try:
-            address_to_script(coin, address)
-        except InvalidAddress as exc:
+            family.payout_script(coin, address)
+        except FamilyError as exc:
             raise item.error(f"payouts.fee_recipients[{index}].address", f"not a {coin.name} address: {exc}") from None
         percent = _percent(item, f"payouts.fee_recipients[{index}].percent", item.get("percent", (str, int, float)))
         item.finish()

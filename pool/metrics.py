@@ -26,7 +26,6 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 
 
-
 class RunningPool(Protocol):
     """What the exporter reads of a running pool (`pool.app.RunningPool` has these)."""
     config: Any

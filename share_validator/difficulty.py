@@ -3,7 +3,7 @@
 A share meets a target when its proof-of-work hash, read as a little-endian 256-bit
 integer, is less than or equal to the target (Bitcoin Core's ``CheckProofOfWork``).
 Difficulty D means target = floor(diff1 / D); diff1 depends on the algorithm (see
-``share_validator.coins``).  Difficulties arrive as floats from miners and from the
+``share_validator.bitcoin.coins``).  Difficulties arrive as floats from miners and from the
 config: they are converted to the exact rational value of the float, never rounded
 through float division, so the target a miner was sent is the one a share is held to.
 """
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from fractions import Fraction
+from typing import Protocol
 
 MAX_TARGET = (1 << 256) - 1
 
@@ -57,3 +58,23 @@ def target_to_difficulty(diff1_target: int, target: int) -> float:
 
 def bits_to_difficulty(diff1_target: int, bits: int) -> float:
     return target_to_difficulty(diff1_target, bits_to_target(bits))
+
+
+class HasDiff1(Protocol):
+    """A coin: its target at Stratum difficulty 1."""
+
+    @property
+    def diff1_target(self) -> int: ...
+
+
+class Difficulty:
+    """A Stratum difficulty with its exact target, computed once when it is set."""
+
+    __slots__ = ("target", "value")
+
+    def __init__(self, coin: HasDiff1, value: float) -> None:
+        self.target = difficulty_to_target(coin.diff1_target, value)
+        self.value = float(value)
+
+    def __repr__(self) -> str:
+        return f"Difficulty({self.value!r})"

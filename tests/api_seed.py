@@ -9,7 +9,7 @@ from payouts.fees import FeeConfig
 from payouts.rounds import Block, ShareWork
 from payouts.schemes import pplns
 from pool.config import parse_config
-from share_validator.address import bech32_encode_segwit
+from share_validator.bitcoin.address import bech32_encode_segwit
 
 POOL = "litecoin-regtest"
 POOL_ADDRESS = bech32_encode_segwit("rltc", 0, bytes(20))

@@ -1,9 +1,10 @@
 """Building and solving blocks from a regtest node's template, for tests against litecoind."""
 from __future__ import annotations
 
-from share_validator.coins import get_coin
-from share_validator.job import Job, Template
-from share_validator.validator import Difficulty, MinerState, ShareValidator
+from share_validator.bitcoin.coins import get_coin
+from share_validator.bitcoin.job import Job, Template
+from share_validator.bitcoin.validator import MinerState, ShareValidator
+from share_validator.difficulty import Difficulty
 
 COIN = get_coin("litecoin-regtest")
 

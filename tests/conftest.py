@@ -2,7 +2,8 @@ import os
 
 import pytest
 
-from share_validator import hashing, job
+from share_validator import hashing
+from share_validator.bitcoin import job
 
 
 def pytest_report_header(config):

@@ -19,9 +19,9 @@ from pool.ledger.recorder import FanoutRecorder
 from pool.ledger.store import PostgresRecorder
 from pool.ledger.writer import LedgerProcess
 from pool.stratum.server import StratumServer
-from share_validator.address import bech32_encode_segwit
-from share_validator.job import Job, Template
-from share_validator.validator import ShareValidator
+from share_validator.bitcoin.address import bech32_encode_segwit
+from share_validator.bitcoin.job import Job, Template
+from share_validator.bitcoin.validator import ShareValidator
 
 DATA = pathlib.Path(__file__).resolve().parent / "data"
 ADDRESS = bech32_encode_segwit("rltc", 0, bytes(range(20)))

@@ -33,7 +33,6 @@ from pool.api.feed import EventFeed
 from pool.api.openapi import MAX_ADDRESS_CHARS, MAX_HEIGHT, MAX_PAGE, MAX_PAGE_SIZE, openapi_document
 from pool.chain.daemon import DaemonClient, DaemonEndpoint, DaemonError
 from pool.config import API_DSN_ENV, PoolConfig
-from share_validator.address import InvalidAddress, address_to_script
 
 logger = logging.getLogger(__name__)
 
@@ -130,8 +129,8 @@ def path_address(request: web.Request) -> str:
     if len(address) > MAX_ADDRESS_CHARS:
         raise ApiError(400, "malformed_address", "the address is too long")
     try:
-        address_to_script(config.coin, address)
-    except (InvalidAddress, ValueError):
+        config.family.payout_script(config.coin, address)
+    except ValueError:  # FamilyError is one
         raise ApiError(400, "malformed_address", f"not a {config.coin.name} address") from None
     if len(_VALID_ADDRESSES) >= _MAX_VALID_ADDRESSES:
         _VALID_ADDRESSES.clear()

@@ -18,7 +18,7 @@ from pool.chain.daemon import DaemonClient, DaemonError
 from pool.ledger.recorder import BlockRecord, Recorder
 
 if TYPE_CHECKING:
-    from share_validator.validator import ShareResult
+    from pool.families.base import ShareResult
 
 
 class Finder(Protocol):

@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Protocol
 from aiohttp import web
 
 from pool.chain.daemon import DaemonClient, DaemonError
-from share_validator.job import Job, Template, TemplateError
+from pool.families import FamilyError
+from pool.families.base import Job, Work
 
 if TYPE_CHECKING:
     from pool.config import PoolConfig
@@ -45,9 +46,10 @@ class WorkSource:
         self.daemon = daemon
         self.server = server
         self.config = config
+        self.family = config.family
         self.work = config.work
         self.payout_script = payout_script or config.payout_script
-        self.template: Template | None = None
+        self.template: Work | None = None
         self.job_counter = 0
         self.healthy = False
         self.last_error = ""
@@ -61,13 +63,13 @@ class WorkSource:
 
     # -- jobs ------------------------------------------------------------------------------
 
-    async def refresh(self, reason: str, template: Template | None = None) -> bool:
+    async def refresh(self, reason: str, template: Work | None = None) -> bool:
         """Fetch a template (unless given one) and hand out a job; True when work is available afterwards."""
         async with self._lock:
             try:
                 if template is None:
-                    template = Template.from_gbt(await self.daemon.getblocktemplate())
-            except (DaemonError, TemplateError) as exc:
+                    template = await self.family.fetch_work(self.daemon)
+            except (DaemonError, FamilyError) as exc:
                 self._unhealthy(str(exc))
                 return False
             except Exception as exc:  # a daemon answer of an unexpected shape
@@ -75,15 +77,14 @@ class WorkSource:
                 self._unhealthy(f"template error: {exc}")
                 return False
             previous = self.template
-            clean = previous is None or previous.prevhash != template.prevhash or not self.healthy
-            if not clean and previous is not None and reason != "refresh" and _same_work(previous, template):
+            clean = previous is None or previous.prevhash_hex != template.prevhash_hex or not self.healthy
+            if not clean and previous is not None and reason != "refresh" and self.family.same_work(previous, template):
                 return True  # nothing new
             self.template = template
             self.job_counter += 1
-            job = Job(
-                f"{self.job_counter:x}", self.config.coin, template,
-                payout_script=self.payout_script, pool_tag=self.config.pool_tag.encode(),
-                extranonce2_size=self.config.extranonce2_size,
+            job = self.family.new_job(
+                template, f"{self.job_counter:x}", coin=self.config.coin, payout_script=self.payout_script,
+                pool_tag=self.config.pool_tag.encode(), extranonce2_size=self.config.extranonce2_size,
             )
             sent = self.server.new_job(job, clean)
             if not self.healthy:
@@ -93,9 +94,8 @@ class WorkSource:
             self._have_work.set()
             if clean:
                 self.notices[reason] = self.notices.get(reason, 0) + 1
-                logger.info("new block template: height %d, %d transactions, %s, job %s to %d miners (%s)",
-                            template.height, len(template.tx_data), "mweb" if template.mweb else "no mweb",
-                            job.job_id, sent, reason)
+                logger.info("new block template: height %d, %s, job %s to %d miners (%s)",
+                            template.height, self.family.describe_work(template), job.job_id, sent, reason)
             return True
 
     def _unhealthy(self, reason: str) -> None:
@@ -138,7 +138,7 @@ class WorkSource:
         while True:
             await asyncio.sleep(self.work.poll_interval_s if self.healthy else max(self.work.poll_interval_s, 1.0))
             try:
-                best = await self.daemon.getbestblockhash()
+                best = await self.family.best_block_hash(self.daemon)
             except DaemonError as exc:
                 self._unhealthy(str(exc))
                 continue
@@ -156,19 +156,19 @@ class WorkSource:
             if template is None or not self.healthy:
                 await self._have_work.wait()
                 continue
-            if template.longpollid is None:
+            longpollid = self.family.longpoll_id(template)
+            if longpollid is None:
                 await asyncio.sleep(1.0)
                 continue
             try:
-                gbt = await self.daemon.getblocktemplate(longpollid=template.longpollid)
-                new = Template.from_gbt(gbt)
-            except (DaemonError, TemplateError) as exc:
+                new = await self.family.fetch_work(self.daemon, longpollid=longpollid)
+            except (DaemonError, FamilyError) as exc:
                 logger.debug("long poll ended: %s", exc)
                 await asyncio.sleep(1.0)
                 continue
-            if self.template is None or new.prevhash != self.template.prevhash:
+            if self.template is None or new.prevhash_hex != self.template.prevhash_hex:
                 await self.refresh("longpoll", new)
-            elif new.longpollid == template.longpollid:
+            elif self.family.longpoll_id(new) == longpollid:
                 await asyncio.sleep(1.0)  # the daemon returned without news; avoid spinning
             else:
                 await self.refresh("refresh", new)
@@ -240,6 +240,3 @@ class WorkSource:
         self.server.broadcast_reconnect(host, port, wait)
         return web.json_response({"ok": True, "miners": count})
 
-
-def _same_work(old: Template, new: Template) -> bool:
-    return old.txids == new.txids and old.coinbase_value == new.coinbase_value and old.mweb == new.mweb

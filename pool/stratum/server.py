@@ -15,17 +15,13 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import orjson
-
 from pool.config import PoolConfig
+from pool.families import FamilyError
+from pool.families.base import Job, ShareChecker, ShareResult
 from pool.ledger.recorder import Recorder, ShareRecord
 from pool.metrics import SUBMIT_BUCKETS_S, LatencyHistogram
 from pool.stratum.protocol import StratumProtocol
 from pool.stratum.session import Session
-from share_validator import hashing
-from share_validator.address import InvalidAddress, address_to_script
-from share_validator.job import Job
-from share_validator.validator import ShareResult, ShareValidator
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +57,7 @@ class StratumServer:
     def __init__(
         self,
         pool_config: PoolConfig,
-        validator: ShareValidator,
+        validator: ShareChecker,
         recorder: Recorder,
         *,
         on_block: BlockSink | None = None,
@@ -74,6 +70,7 @@ class StratumServer:
         self.pool_config = pool_config
         self.config = pool_config.stratum
         self.coin = pool_config.coin
+        self.family = pool_config.family
         self.validator = validator
         self.recorder = recorder
         self.on_block = on_block
@@ -105,8 +102,8 @@ class StratumServer:
         self._share_sequence = 0
         self._share_prefix = f"{self.node_id:02x}{int(time.time() * 1000):011x}"
         self._log_times: dict[tuple[str, str], float] = {}
-        # scrypt: shares are judged in batches whose hashing runs on threads
-        self._scrypt = self.coin.algorithm.pow_code == hashing.POW_SCRYPT
+        # shares judged in batches whose hashing runs on threads (scrypt); the others inline, one native call each
+        self._batched = validator.batched
         self.batch_size = batch_size
         self._batch_queue: list[tuple[Session, Any, Any]] = []
         self._batch_wakeup: asyncio.Event | None = None
@@ -131,7 +128,7 @@ class StratumServer:
             logger.info("stratum listening on %s:%d (difficulty %g..%g%s)", port.host, port.port,
                         port.min_difficulty, port.max_difficulty, ", vardiff" if port.vardiff else "")
         self.track(asyncio.ensure_future(self._sweeper()))
-        if self._scrypt:
+        if self._batched:
             self._batch_wakeup = asyncio.Event()
             self._executor = concurrent.futures.ThreadPoolExecutor(self._hash_threads, thread_name_prefix="scrypt")
             self.track(asyncio.ensure_future(self._batcher()))
@@ -296,8 +293,8 @@ class StratumServer:
         if cached is not None:
             return cached
         try:
-            address_to_script(self.coin, address)
-        except InvalidAddress:
+            self.family.payout_script(self.coin, address)
+        except FamilyError:
             return False
         if self._check_address is None:
             self._cache_address(address, True)
@@ -329,7 +326,7 @@ class StratumServer:
         key = (job.job_id, clean)
         line = self._notify_cache.get(key)
         if line is None:
-            line = orjson.dumps({"id": None, "method": "mining.notify", "params": [*job.notify_params, clean]}) + b"\n"
+            line = self.family.job_notification(job, clean)
             if len(self._notify_cache) > 64:
                 self._notify_cache.clear()
             self._notify_cache[key] = line
@@ -409,7 +406,7 @@ class StratumServer:
     # -- shares ------------------------------------------------------------------------
 
     def submit(self, session: Session, msg_id: Any, params: list) -> None:
-        if self._scrypt:
+        if self._batched:
             self._batch_queue.append((session, msg_id, params))
             if len(self._batch_queue) == 1:
                 self._queued_since = time.perf_counter()
@@ -476,8 +473,8 @@ class StratumServer:
                     in_flight.release()
                     self._batch_failed(batch)
                     continue
-                headers = [item[5][:80] for _, item in prepared.pending]
-                future = loop.run_in_executor(self._executor, hashing.scrypt_batch, headers)
+                inputs = self.validator.batch_inputs(prepared)
+                future = loop.run_in_executor(self._executor, self.validator.hash_batch, inputs)
                 task = asyncio.ensure_future(self._finish_batch(batch, prepared, future, in_flight, queued_since))
                 self.track(task)
                 await asyncio.sleep(0)  # let more submissions arrive
@@ -487,8 +484,8 @@ class StratumServer:
         try:
             pow_hashes = await future
         except Exception:
-            logger.exception("scrypt batch failed")
-            pow_hashes = [hashing.scrypt(item[5][:80]) for _, item in prepared.pending]
+            logger.exception("hash batch failed")
+            pow_hashes = self.validator.hash_each(self.validator.batch_inputs(prepared))
         finally:
             in_flight.release()
         try:

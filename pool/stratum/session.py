@@ -1,4 +1,4 @@
-"""One miner connection: the Stratum methods, dispatched through a table.
+"""One miner connection speaking Stratum v1 (the Bitcoin family's dialect): the methods, dispatched through a table.
 
 Every handler checks its parameters' types and sizes and answers a Stratum error for
 anything else (20 other, 21 job not found, 22 duplicate, 23 low difficulty, 24
@@ -16,12 +16,11 @@ from typing import TYPE_CHECKING, Any, Protocol
 import orjson
 
 from pool.stratum.vardiff import VarDiff, tidy
-from share_validator.difficulty import BadDifficulty, check_difficulty
+from share_validator.difficulty import BadDifficulty, Difficulty, check_difficulty
 from share_validator.errors import Reject, StratumError
-from share_validator.job import POOL_VERSION_MASK
-from share_validator.validator import Difficulty, MinerState, ShareResult
 
 if TYPE_CHECKING:
+    from pool.families.base import ShareResult
     from pool.stratum.protocol import StratumProtocol
 
 
@@ -29,6 +28,7 @@ class SessionHost(Protocol):
     """What a session asks of the server that holds it (`pool.stratum.server.StratumServer`)."""
     clock: Any
     coin: Any
+    family: Any
     config: Any
     pool_config: Any
     current_job: Any
@@ -102,7 +102,7 @@ class Session:
         now = server.clock()
         self.connected_at = now
         self.last_activity = now
-        self.state = MinerState(extranonce1, server.pool_config.extranonce2_size)
+        self.state = server.validator.new_miner_state(extranonce1, server.pool_config.extranonce2_size)
         self.subscribed = False
         self.user_agent = ""
         self.extranonce_subscribed = False
@@ -380,7 +380,7 @@ class Session:
                 mask_hex = options.get("version-rolling.mask", "ffffffff")
                 if type(mask_hex) is not str or not re.fullmatch("[0-9a-fA-F]{1,8}", mask_hex):
                     raise StratumFault(StratumError.OTHER, "version-rolling.mask must be hex")
-                mask = int(mask_hex, 16) & POOL_VERSION_MASK
+                mask = int(mask_hex, 16) & self.server.family.version_mask
                 self.state.version_mask = mask
                 result["version-rolling"] = True
                 result["version-rolling.mask"] = f"{mask:08x}"

@@ -26,8 +26,8 @@ from payouts.payments import FAILPOINT_ENV, PaymentPolicy, PaymentSender
 from pool.chain.daemon import DaemonClient
 from pool.devtools.regtest import RegtestNetwork
 from pool.localnet import free_loopback_ports
-from share_validator.address import address_to_script, bech32_encode_segwit
-from share_validator.coins import get_coin
+from share_validator.bitcoin.address import address_to_script, bech32_encode_segwit
+from share_validator.bitcoin.coins import get_coin
 
 POOL = "litecoin-regtest"
 COIN = get_coin(POOL)

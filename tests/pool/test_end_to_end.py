@@ -24,8 +24,8 @@ from pool.chain.daemon import DaemonError
 from pool.config import parse_config
 from pool.devtools.devnet import devnet_config, run_devnet
 from pool.devtools.regtest import MWEB_ACTIVATION_HEIGHT, RegtestNetwork
-from share_validator.coins import get_coin
-from share_validator.job import Job
+from share_validator.bitcoin.coins import get_coin
+from share_validator.bitcoin.job import Job
 
 
 def solve(job: Job) -> bytes:

@@ -24,7 +24,7 @@ from pool.stats.live import (
     RedisStats,
     hashes_per_difficulty,
 )
-from share_validator.coins import SCRYPT, SHA256D
+from share_validator.bitcoin.coins import SCRYPT, SHA256D
 
 POOL = "ltc"
 T0 = 1_700_000_400  # a multiple of 600: a 10-minute bucket (and a minute) starts here

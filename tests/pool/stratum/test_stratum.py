@@ -14,9 +14,9 @@ from stratum_client import Client
 from pool.config import parse_config
 from pool.ledger.recorder import LogRecorder
 from pool.stratum.server import StratumServer
-from share_validator.address import bech32_encode_segwit
-from share_validator.job import Job, Template
-from share_validator.validator import ShareValidator
+from share_validator.bitcoin.address import bech32_encode_segwit
+from share_validator.bitcoin.job import Job, Template
+from share_validator.bitcoin.validator import ShareValidator
 
 DATA = pathlib.Path(__file__).resolve().parents[2] / "data"
 ADDRESS = bech32_encode_segwit("rltc", 0, bytes(range(20)))

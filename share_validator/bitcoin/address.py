@@ -6,7 +6,7 @@ cannot receive a coinbase output and are refused.
 """
 from __future__ import annotations
 
-from share_validator.coins import Coin
+from share_validator.bitcoin.coins import Coin
 from share_validator.hashing import sha256d
 
 _B58_ALPHABET = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"

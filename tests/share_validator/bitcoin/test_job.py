@@ -3,9 +3,9 @@ import pytest
 from chaindata import Reader, load_block, parse_block, read_tx
 
 from share_validator import hashing
-from share_validator.coins import get_coin
+from share_validator.bitcoin.coins import get_coin
 from share_validator.difficulty import bits_to_target
-from share_validator.job import (
+from share_validator.bitcoin.job import (
     Job,
     Template,
     TemplateError,
@@ -13,7 +13,7 @@ from share_validator.job import (
     merkle_branch,
     merkle_root,
 )
-from share_validator.serialize import push_int, swap_words
+from share_validator.bitcoin.serialize import push_int, swap_words
 
 REAL_BLOCKS = [("litecoin_mainnet_2265985", "litecoin"), ("bitcoin_mainnet_951658", "bitcoin")]
 

@@ -63,6 +63,11 @@ class Coin:
         return 0 if halvings >= 64 else self.initial_subsidy >> halvings
 
     @property
+    def decimals(self) -> int:
+        """Base units per coin are 10**decimals: satoshis for the whole family."""
+        return 8
+
+    @property
     def diff1_target(self) -> int:
         return self.algorithm.diff1_target
 
@@ -108,7 +113,7 @@ def _build(name: str, entry: dict) -> Coin:
 
 @cache
 def all_coins() -> dict[str, Coin]:
-    raw = json.loads(resources.files("share_validator").joinpath("coins.json").read_text())
+    raw = json.loads(resources.files("share_validator.bitcoin").joinpath("coins.json").read_text())
     return {name: _build(name, entry) for name, entry in raw.items() if not name.startswith("_")}
 
 

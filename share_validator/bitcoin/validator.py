@@ -18,28 +18,15 @@ from collections.abc import Sequence
 from typing import Any
 
 from share_validator import hashing
-from share_validator.coins import Coin
-from share_validator.difficulty import difficulty_to_target
+from share_validator.bitcoin.coins import Coin
+from share_validator.difficulty import Difficulty
 from share_validator.errors import Reject, ShareRejected
-from share_validator.job import Job
+from share_validator.bitcoin.job import Job
 
 MAX_WORKER_LENGTH = 160
 MAX_JOB_ID_LENGTH = 64
 _HEX8 = re.compile("[0-9a-f]{8}").fullmatch
 _HEX_OF_SIZE = {size: re.compile(f"[0-9a-f]{{{2 * size}}}").fullmatch for size in range(1, 25)}
-
-
-class Difficulty:
-    """A Stratum difficulty with its exact target, computed once when it is set."""
-
-    __slots__ = ("target", "value")
-
-    def __init__(self, coin: Coin, value: float) -> None:
-        self.target = difficulty_to_target(coin.diff1_target, value)
-        self.value = float(value)
-
-    def __repr__(self) -> str:
-        return f"Difficulty({self.value!r})"
 
 
 class MinerState:
@@ -234,6 +221,32 @@ class ShareValidator:
         for (index, prepared), pow_hash in zip(batch.pending, pow_hashes, strict=True):
             results[index] = self._finish(prepared, pow_hash)
         return results  # type: ignore[return-value]
+
+    # -- what the Stratum server asks of a share check (pool.families.base.ShareChecker) --
+
+    @property
+    def batched(self) -> bool:
+        """Scrypt shares are judged in batches whose hashing runs on worker threads."""
+        return self._scrypt
+
+    @staticmethod
+    def new_miner_state(extranonce1: bytes, extranonce2_size: int) -> MinerState:
+        return MinerState(extranonce1, extranonce2_size)
+
+    @staticmethod
+    def batch_inputs(batch: PreparedBatch) -> list[bytes]:
+        """What ``hash_batch`` hashes for the pending shares of ``batch``: their 80-byte headers."""
+        return [prepared[5][:80] for _, prepared in batch.pending]
+
+    @staticmethod
+    def hash_batch(headers: Sequence[bytes]) -> list[bytes]:
+        """Proof-of-work hashes of the headers in one native call (releases the GIL)."""
+        return hashing.scrypt_batch(headers)
+
+    @staticmethod
+    def hash_each(headers: Sequence[bytes]) -> list[bytes]:
+        """The same, one header at a time (the fallback when a batch call failed)."""
+        return [hashing.scrypt(header) for header in headers]
 
     def _prepare(self, state: MinerState, params: Any, pow_algo: int) -> tuple:
         # 1. shape

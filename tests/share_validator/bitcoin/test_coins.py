@@ -2,7 +2,7 @@
 import pytest
 from chaindata import genesis_fixtures, genesis_header
 
-from share_validator.coins import SCRYPT, SHA256D, UnknownCoin, all_coins, get_coin
+from share_validator.bitcoin.coins import SCRYPT, SHA256D, UnknownCoin, all_coins, get_coin
 from share_validator.difficulty import bits_to_target
 
 

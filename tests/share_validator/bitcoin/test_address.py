@@ -3,7 +3,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from share_validator.address import (
+from share_validator.bitcoin.address import (
     InvalidAddress,
     address_to_script,
     b58decode_check,
@@ -11,7 +11,7 @@ from share_validator.address import (
     bech32_encode_segwit,
     p2pkh_script,
 )
-from share_validator.coins import get_coin
+from share_validator.bitcoin.coins import get_coin
 
 BTC = get_coin("bitcoin")
 BTC_TEST = get_coin("bitcoin-testnet3")
