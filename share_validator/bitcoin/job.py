@@ -17,9 +17,9 @@ from dataclasses import dataclass
 
 from share_validator import hashing
 from share_validator.bitcoin.coins import Coin
+from share_validator.bitcoin.serialize import push_data, push_int, swap_words, tx_output, varint
 from share_validator.difficulty import bits_to_target, target_to_difficulty
 from share_validator.hashing import sha256d
-from share_validator.bitcoin.serialize import push_data, push_int, swap_words, tx_output, varint
 
 EXTRANONCE1_SIZE = 4
 MIN_EXTRANONCE2_SIZE = 4

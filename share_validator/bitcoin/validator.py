@@ -19,9 +19,9 @@ from typing import Any
 
 from share_validator import hashing
 from share_validator.bitcoin.coins import Coin
+from share_validator.bitcoin.job import Job
 from share_validator.difficulty import Difficulty
 from share_validator.errors import Reject, ShareRejected
-from share_validator.bitcoin.job import Job
 
 MAX_WORKER_LENGTH = 160
 MAX_JOB_ID_LENGTH = 64

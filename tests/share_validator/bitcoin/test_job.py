@@ -4,7 +4,6 @@ from chaindata import Reader, load_block, parse_block, read_tx
 
 from share_validator import hashing
 from share_validator.bitcoin.coins import get_coin
-from share_validator.difficulty import bits_to_target
 from share_validator.bitcoin.job import (
     Job,
     Template,
@@ -14,6 +13,7 @@ from share_validator.bitcoin.job import (
     merkle_root,
 )
 from share_validator.bitcoin.serialize import push_int, swap_words
+from share_validator.difficulty import bits_to_target
 
 REAL_BLOCKS = [("litecoin_mainnet_2265985", "litecoin"), ("bitcoin_mainnet_951658", "bitcoin")]
 

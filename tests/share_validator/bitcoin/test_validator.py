@@ -6,9 +6,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from share_validator.bitcoin.coins import get_coin
-from share_validator.errors import Reject, StratumError
 from share_validator.bitcoin.job import Job, Template
 from share_validator.bitcoin.validator import Difficulty, MinerState, ShareValidator
+from share_validator.errors import Reject, StratumError
 
 PREV = "00000000000000000002a7c4c1e48d76c5a37902165a270156b7a8d72728a054"
 CURTIME = 1_700_000_000
