@@ -28,7 +28,10 @@ from pool.ledger.database import connect_pool, drop_share_partitions_before, ens
 from pool.ledger.embedded_postgres import PgServer
 from pool.ledger.recorder import FanoutRecorder, LogRecorder, Recorder
 from pool.ledger.writer import LedgerProcess
-from pool.stats.live import LiveStats, MemoryStats, RedisStats, hashes_per_difficulty
+from pool.stats.hashrate import hashes_per_difficulty
+from pool.stats.memory_store import MemoryStats
+from pool.stats.redis_store import RedisStats
+from pool.stats.store import LiveStats
 from pool.stratum.server import StratumServer
 
 logger = logging.getLogger(__name__)

@@ -13,7 +13,7 @@ in memory until a transaction that changes balances, the journal or payments com
 triggers NOTIFY ``quarry_ledger``; `PoolData.watch_ledger` listens). The pool's 24 h figures come from
 the 10-minute series, refreshed once a minute.
 
-Windows follow `pool.stats.live`: the 5 min and 1 h windows are the last 5 or 60 *complete* minutes before
+Windows follow `pool.stats.hashrate`: the 5 min and 1 h windows are the last 5 or 60 *complete* minutes before
 the current one; the 24 h window is the last 144 complete 10-minute buckets.
 ``hashrate = sum(credited difficulty) * hashes_per_difficulty / window_s``.
 
@@ -39,7 +39,7 @@ import orjson
 
 from payouts import merkle
 from pool.config import PoolConfig
-from pool.stats.live import ONLINE_S, hashes_per_difficulty
+from pool.stats.hashrate import ONLINE_S, hashes_per_difficulty
 
 logger = logging.getLogger(__name__)
 

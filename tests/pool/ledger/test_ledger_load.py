@@ -192,7 +192,7 @@ async def test_sigkill_loses_at_most_one_flush_interval(dsn, tmp_path, writer):
 async def test_redis_killed_and_flushed_mid_run(dsn, tmp_path):
     """Statistics are not money: Redis dying, coming back empty, nothing reaches the miners, no share is lost."""
     from pool.devtools.redisserver import RedisServer
-    from pool.stats.live import RedisStats
+    from pool.stats.redis_store import RedisStats
 
     with RedisServer() as redis_server:
         stats = RedisStats.from_url(redis_server.url, "litecoin-regtest", flush_interval_s=0.2)
@@ -225,7 +225,7 @@ async def test_pool_rebuilds_flushed_statistics_from_the_ledger(pg_server, dsn, 
 
     from pool.app import watch_stats_store
     from pool.devtools.redisserver import RedisServer
-    from pool.stats.live import RedisStats
+    from pool.stats.redis_store import RedisStats
 
     conn = await asyncpg.connect(dsn)
     await conn.execute(

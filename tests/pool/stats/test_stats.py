@@ -16,14 +16,10 @@ import pytest
 
 from pool.devtools.redisserver import RedisServer, RedisServerNotFound, find_redis_server
 from pool.ledger.recorder import BlockRecord, ShareRecord
-from pool.stats.live import (
-    MAX_NAME_CHARS,
-    SEEN_RETENTION_S,
-    SHA256D_HASHES_PER_DIFFICULTY,
-    MemoryStats,
-    RedisStats,
-    hashes_per_difficulty,
-)
+from pool.stats.batch import MAX_NAME_CHARS
+from pool.stats.hashrate import SEEN_RETENTION_S, SHA256D_HASHES_PER_DIFFICULTY, hashes_per_difficulty
+from pool.stats.memory_store import MemoryStats
+from pool.stats.redis_store import RedisStats
 from share_validator.bitcoin.coins import SCRYPT, SHA256D
 
 POOL = "ltc"
@@ -316,11 +312,11 @@ def own_server():
 
 
 def outage_warnings(caplog):
-    return [r for r in caplog.records if r.name == "pool.stats.live" and "not taking statistics" in r.getMessage()]
+    return [r for r in caplog.records if r.name == "pool.stats.store" and "not taking statistics" in r.getMessage()]
 
 
 async def test_redis_killed_mid_run_keeps_record_share_bounded(make_stats, own_server, caplog):
-    caplog.set_level(logging.INFO, logger="pool.stats.live")
+    caplog.set_level(logging.INFO, logger="pool.stats")
     clock = Clock(time.time())
     stats = await make_stats("redis", clock, url=own_server.url, flush_records=1000, max_buffered_shares=5000,
                              max_pending_entries=2000, max_retry_interval_s=0.1, push_timeout_s=0.5,
@@ -477,7 +473,7 @@ async def test_flushall_then_rebuild_from_rows(make_stats, server, kind):
 
 @BOTH
 async def test_hostile_input_never_raises(make_stats, kind, caplog):
-    caplog.set_level(logging.WARNING, logger="pool.stats.live")
+    caplog.set_level(logging.WARNING, logger="pool.stats")
     stats = await make_stats(kind, Clock())
     good = [
         share(NOW - 100, "A", "矿工🚀", 100.0),
@@ -531,7 +527,7 @@ async def test_hostile_input_never_raises(make_stats, kind, caplog):
 
 
 async def test_foreign_key_of_the_wrong_type_is_logged_once(make_stats, server, caplog):
-    caplog.set_level(logging.WARNING, logger="pool.stats.live")
+    caplog.set_level(logging.WARNING, logger="pool.stats")
     clock = Clock()
     stats = await make_stats("redis", clock, max_retry_interval_s=0.05)
     server.command("SET", f"quarry:stats:{POOL}:seen:workers", "not a sorted set")
