@@ -20,7 +20,8 @@ from payouts.fees import FeeConfig
 from payouts.payments import PaymentPolicy, PaymentSender
 from payouts.processor import PayoutProcessor
 from pool.chain.blocks import BlockSubmitter
-from pool.chain.daemon import DaemonClient, DaemonEndpoint, DaemonError
+from pool.chain.daemon import DaemonClient
+from pool.chain.rpc import DaemonEndpoint, DaemonError
 from pool.chain.tracker import BlockTracker
 from pool.chain.work import WorkSource
 from pool.config import API_DSN_ENV, PoolConfig

@@ -31,7 +31,8 @@ from prometheus_client.registry import Collector
 from pool.api.data import DataUnavailable, PoolData, dump_json
 from pool.api.feed import EventFeed
 from pool.api.openapi import MAX_ADDRESS_CHARS, MAX_HEIGHT, MAX_PAGE, MAX_PAGE_SIZE, openapi_document
-from pool.chain.daemon import DaemonClient, DaemonEndpoint, DaemonError
+from pool.chain.daemon import DaemonClient
+from pool.chain.rpc import DaemonEndpoint, DaemonError
 from pool.config import API_DSN_ENV, PoolConfig
 
 logger = logging.getLogger(__name__)

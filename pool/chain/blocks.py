@@ -14,7 +14,8 @@ import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Protocol
 
-from pool.chain.daemon import DaemonClient, DaemonError
+from pool.chain.daemon import DaemonClient
+from pool.chain.rpc import DaemonError
 from pool.ledger.recorder import BlockRecord, Recorder
 
 if TYPE_CHECKING:

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from pool.chain.daemon import DaemonClient, DaemonError
+from pool.chain.daemon import DaemonClient
+from pool.chain.rpc import DaemonError
 
 logger = logging.getLogger(__name__)
 

@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Protocol
 
 from aiohttp import web
 
-from pool.chain.daemon import DaemonClient, DaemonError
+from pool.chain.daemon import DaemonClient
+from pool.chain.rpc import DaemonError
 from pool.families import FamilyError
 from pool.families.base import Job, Work
 

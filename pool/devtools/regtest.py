@@ -37,8 +37,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Self
 
-from pool.chain.daemon import (
-    GBT_RULES,
+from pool.chain.daemon import GBT_RULES
+from pool.chain.rpc import (
     DaemonAuthError,
     DaemonEndpoint,
     DaemonError,

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from payouts.money import coins_to_satoshis, satoshis_to_coins
-from pool.chain.daemon import (
+from pool.chain.daemon import DaemonClient
+from pool.chain.rpc import (
     DaemonAuthError,
-    DaemonClient,
     DaemonEndpoint,
     DaemonError,
     DaemonTimeout,

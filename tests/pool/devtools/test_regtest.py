@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from pool.chain.daemon import DaemonError
+from pool.chain.rpc import DaemonError
 from pool.devtools.regtest import (
     MWEB_ACTIVATION_HEIGHT,
     LitecoindNotFound,
