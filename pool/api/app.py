@@ -28,8 +28,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from pool.api.data import DataUnavailable, PoolData, dump_json
+from pool.api.caches import DataUnavailable
+from pool.api.data import PoolData
 from pool.api.feed import EventFeed
+from pool.api.formats import dump_json
 from pool.api.openapi import MAX_ADDRESS_CHARS, MAX_HEIGHT, MAX_PAGE, MAX_PAGE_SIZE, openapi_document
 from pool.chain.daemon import DaemonClient
 from pool.chain.rpc import DaemonEndpoint, DaemonError

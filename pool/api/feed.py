@@ -12,7 +12,8 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from pool.api.data import PoolData, coins, shorten, unix
+from pool.api.data import PoolData
+from pool.api.formats import coins, shorten, unix
 
 logger = logging.getLogger(__name__)
 

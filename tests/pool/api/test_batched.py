@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from pool.api.data import Batched
+from pool.api.caches import Batched
 
 
 class Loader:
