@@ -10,7 +10,7 @@ The exposition format comes from ``prometheus_client`` (the reference client: it
 escaping and histogram conventions are what Prometheus parses, so they are not written by hand here).
 
 The API process (``pool api``) serves its own ``/metrics`` with the request counters and the
-ledger's figures (blocks by status, payments); see `pool.api.app`.
+ledger's figures (blocks by status, payments); see `pool.api.middleware`.
 """
 from __future__ import annotations
 

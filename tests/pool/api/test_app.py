@@ -11,7 +11,9 @@ from aiohttp.test_utils import TestClient, TestServer
 from api_seed import ALICE, BOB, CAROL, HOSTILE_WORKER, POOL, api_config, seed
 
 from payouts import merkle
-from pool.api.app import DASHBOARD_CSP, DASHBOARD_ROUTES, DATA, ROUTES, RateLimiter, make_app
+from pool.api.app import make_app
+from pool.api.middleware import RateLimiter
+from pool.api.routes import DASHBOARD_CSP, DASHBOARD_ROUTES, DATA, FEED, ROUTES
 
 P = f"/api/v1/pools/{POOL}"
 
@@ -457,7 +459,7 @@ async def test_json_shapes_follow_the_openapi_schemas(client):
 
 
 async def test_live_feed_sends_blocks_payments_and_hashrate(db, client):
-    feed = client.app[__import__("pool.api.app", fromlist=["FEED"]).FEED]
+    feed = client.app[FEED]
     feed.poll_s = 0.1
     response = await client.get(f"{P}/events")
     assert response.status == 200 and response.content_type == "text/event-stream"
