@@ -27,3 +27,20 @@ def solve(job: Job, *, want_block: bool = True):
         if (result.block is not None) == want_block:
             return result
     raise AssertionError("no suitable nonce in 1000")
+
+
+def solve_blocks(job: Job, count: int) -> list:
+    """``count`` different blocks for the same job (the same height and parent), by nonce."""
+    validator = ShareValidator(COIN)
+    validator.add_job(job, clean=True)
+    state = MinerState(bytes.fromhex("0a0b0c0d"), job.extranonce2_size)
+    state.authorized.add("w")
+    state.job_sent(job.job_id, Difficulty(COIN, 1e-12))
+    blocks = []
+    for nonce in range(100 * count):
+        result = validator.validate(state, ["w", job.job_id, "00000000", f"{job.ntime:08x}", f"{nonce:08x}"])
+        if result.block is not None:
+            blocks.append(result)
+            if len(blocks) == count:
+                return blocks
+    raise AssertionError(f"fewer than {count} blocks in {100 * count} nonces")

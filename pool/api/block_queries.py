@@ -66,7 +66,8 @@ class BlockQueries(PoolQueries):
             total = await connection.fetchval(
                 "SELECT count(*) FROM blocks WHERE pool = $1 AND ($2::text IS NULL OR status = $2)", self.pool, status)
             rows = await connection.fetch(
-                """SELECT height, hash, status, confirmations, reward, effort, finder_address, created, credited
+                """SELECT height, hash, status, greatest(confirmations, 0) AS confirmations, reward, effort,
+                          finder_address, created, credited
                    FROM blocks WHERE pool = $1 AND ($2::text IS NULL OR status = $2)
                    ORDER BY height DESC, id DESC LIMIT $3 OFFSET $4""", self.pool, status, limit, offset)
         return total, [{

@@ -85,7 +85,8 @@ class EventFeed:
             return
         async with data.db.acquire() as connection:
             blocks = await connection.fetch(
-                """SELECT height, hash, status, confirmations, reward, effort, finder_address, created, updated
+                """SELECT height, hash, status, greatest(confirmations, 0) AS confirmations, reward, effort,
+                          finder_address, created, updated
                    FROM blocks WHERE pool = $1 AND updated > $2 ORDER BY updated, id LIMIT 100""", data.pool, since)
             payments = await connection.fetch(
                 """SELECT id, txid, status, amount, payees, created, updated FROM payments

@@ -1,10 +1,14 @@
-"""Block candidates: submitted at once to every daemon, then verified on the chain.
+"""Block candidates: submitted at once to every daemon, then looked for on the chain.
 
 ``null`` from ``submitblock`` is acceptance; ``duplicate``, ``inconclusive`` and
-``duplicate-inconclusive`` are not rejections: the block is checked with
-``getblockhash(height)`` (``getblock`` alone also succeeds for stale blocks).  An RPC
-error is retried and then verified the same way.  A solution is never dropped: every
-candidate is reported to the recorder before anything is sent.
+``duplicate-inconclusive`` are not rejections: the block is looked for with
+``getblockhash(height)``.  An RPC error is retried and then looked for the same way.  A solution
+is never dropped: every candidate is reported to the recorder before anything is sent.
+
+The outcome is ``accepted`` (at its height now), ``submitted`` (handed over, not refused, not seen
+at its height) or ``rejected`` (every daemon that answered refused it).  None is a verdict on the
+chain: the ledger keeps the row ``pending`` (``rejected``: ``rejected``) and the block tracker
+(``pool.tracker``) alone decides ``confirmed`` or ``orphaned``, by the block's hash.
 """
 from __future__ import annotations
 
@@ -88,11 +92,8 @@ class BlockSubmitter:
             await asyncio.sleep(min(0.5 * 2**attempt, 5.0))
         else:
             needs_check = True
-        on_chain = await self._on_main_chain(record)
-        if on_chain:
-            status = "accepted"
-        elif "accepted" in verdicts or needs_check:
-            status = "orphaned" if on_chain is False else "unknown"
+        if "accepted" in verdicts or needs_check:
+            status = "accepted" if await self._on_main_chain(record) else "submitted"
         else:
             status = "rejected"
         record = _with_status(record, status, ", ".join(verdicts))
@@ -101,26 +102,19 @@ class BlockSubmitter:
         if status == "accepted" and self.on_accepted is not None:
             self.on_accepted()
 
-    async def _on_main_chain(self, record: BlockRecord) -> bool | None:
-        """True when getblockhash(height) is this block; False when another block holds the height."""
-        other = None
-        for attempt in range(self.verify_attempts):
+    async def _on_main_chain(self, record: BlockRecord) -> bool:
+        """True when ``getblockhash(height)`` is this block.  False when another block holds the
+        height or nobody could tell: not a verdict (the tracker gives that, by the block's hash)."""
+        for _ in range(self.verify_attempts):
             try:
                 at_height = await self.daemon.getblockhash(record.height)
-            except DaemonError as exc:
-                if exc.code == -8:  # height above the tip: not there (yet)
-                    other = None
-                else:
+            except DaemonError as exc:  # -8: height above the tip, not there (yet)
+                if exc.code != -8:
                     logger.debug("verify block %s: %s", record.hash, exc)
-                at_height = None
-            if at_height == record.hash:
-                return True
-            if at_height is not None:
-                other = at_height
-                if attempt >= 2:
-                    return False
+            else:
+                return at_height == record.hash
             await asyncio.sleep(self.verify_interval_s)
-        return False if other is not None else None
+        return False
 
 
 def _with_status(record: BlockRecord, status: str, detail: str) -> BlockRecord:

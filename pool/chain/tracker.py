@@ -1,14 +1,24 @@
-"""Following blocks until they mature or are orphaned.
+"""Following blocks until they mature or are orphaned, by their hash.
 
-Each pass looks at every pending block of the pool: ``getblockhash(height) == hash`` on the
-daemon means it is on the main chain, with ``tip - height + 1`` confirmations; it becomes
-``confirmed`` at the coin's maturity (never lower).  It becomes ``orphaned`` only when another
-block holds its height with at least ``orphan_confirmations`` confirmations.  A transient RPC
-error, a syncing daemon, a height above the daemon's tip, or error -5 alone change nothing.  A
-reorg before maturity lowers the confirmations again (the block stays pending) or orphans it.
+Each pass asks the daemon for the header of every block of the pool that is not final
+(``getblockheader``: its ``confirmations`` are -1 off the main chain) and the tip's height:
+
+- On the main chain with ``c`` confirmations: ``pending`` with ``c``, and ``confirmed`` at the
+  coin's maturity (never lower).  This holds whatever the block was called before: a block the
+  pool called ``orphaned`` (or ``rejected``) that is on the main chain again (a reorg, a daemon
+  that restarted on the other branch) returns to ``pending`` and is confirmed at maturity.
+- Off the main chain (or unknown to the daemon), another block holds its height with
+  ``tip - height + 1`` confirmations: the block is ``orphaned`` once that reaches
+  ``orphan_confirmations``; until then it stays ``pending`` with 0.
+
+``confirmed`` is final (the payout processor credits it once).  An ``orphaned`` or ``rejected``
+block is final only once the block holding its height is ``maturity`` deep: until then every pass
+looks at it again.  For those, ``confirmations`` holds that depth as a negative number (Core's -1
+off the main chain, with how far): the pass that sees -maturity or lower is the last.  A transient
+RPC error, a syncing daemon or a height above the daemon's tip change nothing.
 
 The decision is a pure function (``judge``); the tracker wraps it with the daemon and the
-database, one transaction per block.
+database, one transaction per block that changed.
 """
 from __future__ import annotations
 
@@ -23,23 +33,33 @@ from pool.chain.rpc import DaemonError
 
 logger = logging.getLogger(__name__)
 
+#: ``getblockheader`` calls per HTTP request.
+HEADERS_PER_BATCH = 100
+#: Daemon error code for a block it does not know.
+BLOCK_NOT_FOUND = -5
+
 
 @dataclass(frozen=True)
 class Verdict:
-    status: str  # pending, confirmed, orphaned
-    confirmations: int
+    status: str  # pending, confirmed, orphaned, rejected
+    confirmations: int  # on the main chain: its own; orphaned or rejected: minus the depth of the other block
 
 
-def judge(*, height: int, block_hash: str, tip_height: int, hash_at_height: str | None, maturity: int,
+def judge(*, status: str, height: int, confirmations: int | None, tip_height: int, maturity: int,
           orphan_confirmations: int) -> Verdict | None:
-    """What a pending block is now, given what the daemon says; None when it cannot tell."""
-    if hash_at_height is None or height > tip_height:
-        return None
-    confirmations = tip_height - height + 1
-    if hash_at_height == block_hash:
+    """What a block that is not final is now; None when the daemon cannot tell.
+
+    ``status`` is what the pool calls it now (pending, orphaned or rejected), ``confirmations`` the
+    daemon's for its hash (-1 off the main chain, None when the daemon does not know the block)."""
+    if confirmations is not None and confirmations > 0:
         return Verdict("confirmed" if confirmations >= maturity else "pending", confirmations)
-    if confirmations >= orphan_confirmations:
-        return Verdict("orphaned", 0)
+    if height > tip_height:
+        return None  # nothing at its height yet (a daemon behind)
+    depth = tip_height - height + 1  # the confirmations of the block that holds its height
+    if status in ("orphaned", "rejected"):
+        return Verdict(status, -depth)
+    if depth >= orphan_confirmations:
+        return Verdict("orphaned", -depth)
     return Verdict("pending", 0)
 
 
@@ -63,11 +83,13 @@ class BlockTracker:
             await asyncio.sleep(self.interval_s)
 
     async def check(self) -> int:
-        """One pass over the pending blocks; returns how many changed."""
-        pending = await self.db.fetch(
-            "SELECT hash, height, confirmations FROM blocks WHERE pool = $1 AND status = 'pending' ORDER BY height",
-            self.pool_name)
-        if not pending:
+        """One pass over the blocks that are not final; returns how many changed."""
+        rows = await self.db.fetch(
+            """SELECT hash, height, status, confirmations FROM blocks
+                WHERE pool = $1 AND (status = 'pending'
+                                     OR (status IN ('orphaned', 'rejected') AND confirmations > -$2::integer))
+                ORDER BY height, id""", self.pool_name, self.maturity)
+        if not rows:
             return 0
         info = await self.daemon.getblockchaininfo()
         if info.get("initialblockdownload") or info.get("blocks", 0) < info.get("headers", 0) - 1:
@@ -75,28 +97,41 @@ class BlockTracker:
             return 0
         tip_height = int(info["blocks"])
         changed = 0
-        for row in pending:
-            try:
-                hash_at_height = await self.daemon.getblockhash(row["height"])
-            except DaemonError as exc:
-                logger.info("block tracker: height %d: %s (no change)", row["height"], exc)
-                continue
-            verdict = judge(height=row["height"], block_hash=row["hash"], tip_height=tip_height,
-                            hash_at_height=hash_at_height, maturity=self.maturity,
-                            orphan_confirmations=self.orphan_confirmations)
-            if verdict is None:
-                continue
-            if verdict.status == "pending" and verdict.confirmations == row["confirmations"]:
-                continue
-            async with self.db.acquire() as conn, conn.transaction():
-                updated = await conn.execute(
-                    """UPDATE blocks SET status = $2, confirmations = $3, updated = now()
-                           WHERE hash = $1 AND status = 'pending'""",
-                    row["hash"], verdict.status, verdict.confirmations)
-            if updated.endswith(" 1"):
-                changed += 1
-                self.changes.append((row["hash"], verdict.status, verdict.confirmations))
-                if verdict.status != "pending":
-                    logger.info("block %s at height %d is %s (%d confirmations)", row["hash"], row["height"],
-                                verdict.status, verdict.confirmations)
+        for start in range(0, len(rows), HEADERS_PER_BATCH):
+            chunk = rows[start:start + HEADERS_PER_BATCH]
+            headers = await self.daemon.batch([("getblockheader", [row["hash"]]) for row in chunk],
+                                              return_errors=True)
+            for row, header in zip(chunk, headers, strict=True):
+                if isinstance(header, DaemonError):
+                    if header.code != BLOCK_NOT_FOUND:
+                        logger.info("block tracker: block %s: %s (no change)", row["hash"], header)
+                        continue
+                    confirmations = None
+                else:
+                    confirmations = int(header["confirmations"])
+                verdict = judge(status=row["status"], height=row["height"], confirmations=confirmations,
+                                tip_height=tip_height, maturity=self.maturity,
+                                orphan_confirmations=self.orphan_confirmations)
+                if verdict is None or (verdict.status, verdict.confirmations) == (row["status"],
+                                                                                 row["confirmations"]):
+                    continue
+                if await self._update(row, verdict):
+                    changed += 1
         return changed
+
+    async def _update(self, row: asyncpg.Record, verdict: Verdict) -> bool:
+        async with self.db.acquire() as conn, conn.transaction():
+            updated = await conn.execute(
+                """UPDATE blocks SET status = $3, confirmations = $4, updated = now()
+                       WHERE hash = $1 AND status = $2""",
+                row["hash"], row["status"], verdict.status, verdict.confirmations)
+        if not updated.endswith(" 1"):
+            return False  # moved on meanwhile (a submitter's outcome); the next pass looks again
+        self.changes.append((row["hash"], verdict.status, verdict.confirmations))
+        if row["status"] in ("orphaned", "rejected") and verdict.status in ("pending", "confirmed"):
+            logger.warning("block %s at height %d was %s and is on the main chain (%d confirmations): %s",
+                           row["hash"], row["height"], row["status"], verdict.confirmations, verdict.status)
+        elif verdict.status != row["status"]:
+            logger.info("block %s at height %d is %s (%d confirmations)", row["hash"], row["height"],
+                        verdict.status, verdict.confirmations)
+        return True

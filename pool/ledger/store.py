@@ -95,8 +95,9 @@ INSERT INTO rounds (pool, work, shares) VALUES ($1, $2, $3)
 ON CONFLICT (pool) DO UPDATE SET work = rounds.work + excluded.work, shares = rounds.shares + excluded.shares
 """
 
-_BLOCK_STATUS = {"candidate": "pending", "accepted": "pending", "unknown": "pending",
-                 "orphaned": "orphaned", "rejected": "rejected"}
+# The submitter's outcomes as block rows: only a refusal is final; every other outcome (and an
+# "orphaned" of an older spill file) is pending, for the block tracker to decide on the chain.
+_BLOCK_STATUS = {"rejected": "rejected"}
 
 
 def _timestamp(seconds: float) -> datetime:

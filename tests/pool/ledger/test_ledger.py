@@ -229,11 +229,22 @@ async def test_block_rows_and_round_effort(db, tmp_path):
     row = await db.fetchrow("SELECT * FROM blocks")
     assert row["effort"] == pytest.approx(1.0) and row["submit_detail"] == "accepted, accepted"
     assert await db.fetchval("SELECT work FROM rounds WHERE pool = 'litecoin'") == 0
-    # A stale candidate that another block beat: recorded as orphaned, the round goes on.
+    # A candidate the daemons did not take as their tip: pending (only the block tracker calls a
+    # block orphaned), and the round goes on.  An "orphaned" from an older spill file is pending too.
     recorder.record_block(block("candidate", hash="cd" * 32))
-    recorder.record_block(block("orphaned", hash="cd" * 32, detail="inconclusive"))
+    recorder.record_block(block("submitted", hash="cd" * 32, detail="inconclusive, inconclusive"))
+    recorder.record_block(block("orphaned", hash="ce" * 32, detail="inconclusive"))
     await recorder.stop()
-    assert await db.fetchval("SELECT status FROM blocks WHERE hash = $1", "cd" * 32) == "orphaned"
+    rows = await db.fetch("SELECT hash, status, effort, submit_detail FROM blocks WHERE hash <> $1 ORDER BY hash",
+                          "ab" * 32)
+    assert [(r["hash"], r["status"], r["effort"], r["submit_detail"]) for r in rows] == [
+        ("cd" * 32, "pending", None, "inconclusive, inconclusive"), ("ce" * 32, "pending", None, "inconclusive")]
+    assert await db.fetchval("SELECT work FROM rounds WHERE pool = 'litecoin'") == 0
+    # A refusal is final at once.
+    recorder.record_block(block("candidate", hash="ef" * 32))
+    recorder.record_block(block("rejected", hash="ef" * 32, detail="high-hash"))
+    await recorder.stop()
+    assert await db.fetchval("SELECT status FROM blocks WHERE hash = $1", "ef" * 32) == "rejected"
 
 
 async def test_block_kept_in_spill_while_postgres_away(db, pg_server, tmp_path):
