@@ -239,7 +239,9 @@ async def run_pool(config: PoolConfig, shutdown: asyncio.Event, *, recorder: Rec
         async with DaemonClient(endpoints, request_timeout=15.0, retry_max_time=10.0) as daemon:
             validator = config.family.share_checker(config.coin, ntime_future_s=config.work.ntime_future_s)
             work_holder: list[WorkSource] = []
-            blocks = BlockSubmitter(daemon, recorder, on_accepted=lambda: work_holder[0].wake("submit"))
+            blocks = BlockSubmitter(daemon, recorder, on_accepted=lambda: work_holder[0].wake("submit"),
+                                    tip_height=lambda: _tip_height(work_holder),
+                                    late_deadline_s=config.blocks.late_submit_deadline_s)
 
             async def check_address(address: str) -> bool:
                 answer = await daemon.validateaddress(address)
@@ -311,13 +313,19 @@ async def run_pool(config: PoolConfig, shutdown: asyncio.Event, *, recorder: Rec
                 if metrics_runner is not None:
                     await metrics_runner.cleanup()
                 await server.stop()
-                await blocks.wait()
+                await blocks.drain(config.blocks.shutdown_drain_s)
                 await recorder.stop()
     finally:
         if db is not None:
             await db.close()
         if embedded is not None:
             await asyncio.to_thread(embedded.stop)
+
+
+def _tip_height(work_holder: list[WorkSource]) -> int | None:
+    """The height of the tip the current template builds on (None before the first template)."""
+    template = work_holder[0].template if work_holder else None
+    return None if template is None else template.height - 1
 
 
 def install_signal_handlers(shutdown: asyncio.Event) -> None:

@@ -96,6 +96,8 @@ class BlocksConfig:
     confirmations: int = 0  # 0 = the coin's coinbase maturity; never lower than it
     orphan_confirmations: int = 10
     tracker_interval_s: float = 30.0
+    late_submit_deadline_s: float = 10.0  # a candidate of a decided height: sent only this soon after found
+    shutdown_drain_s: float = 10.0  # at most this long finishing block submissions on SIGTERM
 
 
 @dataclass(frozen=True)
@@ -434,6 +436,8 @@ def _read_blocks(reader: _Reader, coin: Coin) -> BlocksConfig:
         confirmations=confirmations,
         orphan_confirmations=reader.number("orphan_confirmations", 10, 1, 10_000, integer=True),
         tracker_interval_s=reader.number("tracker_interval_s", 30.0, 0.1, 3600),
+        late_submit_deadline_s=reader.number("late_submit_deadline_s", 10.0, 0, 3600),
+        shutdown_drain_s=reader.number("shutdown_drain_s", 10.0, 0, 3600),
     )
     reader.finish()
     return config

@@ -124,7 +124,7 @@ class PoolCollector(Collector):
                                  "first queued share)")
         yield _counter("quarry_block_candidates", "Shares that met the network target", stats["block_candidates"])
         submitted = CounterMetricFamily("quarry_blocks_submitted", "Block submissions by outcome", labels=["status"])
-        outcomes: dict[str, int] = {"accepted": 0, "submitted": 0, "rejected": 0}
+        outcomes: dict[str, int] = {"accepted": 0, "submitted": 0, "rejected": 0, "unsent": 0}
         for record in running.blocks.results:
             outcomes[record.status] = outcomes.get(record.status, 0) + 1
         for status, count in sorted(outcomes.items()):

@@ -173,11 +173,12 @@ class DaemonClient:
         return await self._request(method, body, unwrap, timeout=timeout or self._request_timeout,
                                    max_attempts=None if retry else 1)
 
-    async def call_all(self, method: str, *params: Any, timeout: float | None = None) -> list[DaemonReply]:
+    async def call_all(self, method: str, *params: Any, timeout: float | None = None,
+                       limited: bool = True) -> list[DaemonReply]:
         """Send the same call to every configured daemon at once; one `DaemonReply` each, in order.
 
-        Each daemon gets its own retries (no failover). Used to submit a found block everywhere.
-        """
+        Each daemon gets its own retries (no failover). Used to submit a found block everywhere;
+        ``limited=False``: outside `max_concurrent_requests` (the submitter bounds its own calls)."""
         request_id = next(self._ids)
         body = encode_json({"jsonrpc": "1.0", "id": request_id, "method": method, "params": list(params)})
 
@@ -186,9 +187,8 @@ class DaemonClient:
                 return self._unwrap(reply, method, endpoint)
 
             try:
-                result = await self._request(
-                    method, body, unwrap, timeout=timeout or self._request_timeout, pinned=state
-                )
+                result = await self._request(method, body, unwrap, timeout=timeout or self._request_timeout,
+                                             pinned=state, limited=limited)
             except DaemonError as error:
                 return DaemonReply(state.endpoint, error=error)
             return DaemonReply(state.endpoint, result=result)

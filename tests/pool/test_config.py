@@ -71,6 +71,9 @@ def example_with(old: str, new: str) -> str:
      "must be a number"),
     ('wallet = ""', 'wallet = "../../etc"', "payouts.wallet", "0-64 of"),
     ('wallet_url = ""', 'wallet_url = "file:///etc/passwd"', "payouts.wallet_url", "http://"),
+    ("shutdown_drain_s = 10.0", "shutdown_drain_s = -1", "blocks.shutdown_drain_s", "must be in [0, 3600]"),
+    ("shutdown_drain_s = 10.0", 'shutdown_drain_s = "10"', "blocks.shutdown_drain_s", "must be a number"),
+    ("late_submit_deadline_s = 10.0", "late_submit_deadline_s = inf", "blocks.late_submit_deadline_s", "finite"),
 ])
 def test_bad_values_name_key_file_and_line(tmp_path, old, new, key, message):
     path = write(tmp_path, example_with(old, new))
@@ -146,6 +149,7 @@ def test_database_redis_blocks_sections(tmp_path):
     config = load_config(EXAMPLE)
     assert config.database.dsn.startswith("postgresql://") and config.database.flush_interval_s == 1.0
     assert config.redis.url == "" and config.maturity == 100
+    assert config.blocks.shutdown_drain_s == 10.0 and config.blocks.late_submit_deadline_s == 10.0
     text = example_with('url = ""', 'url = "redis://127.0.0.1:6379/0"')
     text = text.replace("confirmations = 0\n", "confirmations = 120\n", 1)
     config = load_config(write(tmp_path, text))
