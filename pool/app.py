@@ -20,8 +20,6 @@ from payouts.fees import FeeConfig
 from payouts.payments import PaymentPolicy, PaymentSender
 from payouts.processor import PayoutProcessor
 from pool.chain.blocks import BlockSubmitter
-from pool.chain.daemon import DaemonClient
-from pool.chain.rpc import DaemonEndpoint, DaemonError
 from pool.chain.tracker import BlockTracker
 from pool.chain.work import WorkSource
 from pool.config import API_DSN_ENV, PoolConfig
@@ -29,6 +27,8 @@ from pool.ledger.database import connect_pool, drop_share_partitions_before, ens
 from pool.ledger.embedded_postgres import PgServer
 from pool.ledger.recorder import FanoutRecorder, LogRecorder, Recorder
 from pool.ledger.writer import LedgerProcess
+from pool.rpc.client import DaemonClient
+from pool.rpc.wire import DaemonEndpoint, DaemonError
 from pool.stats.hashrate import hashes_per_difficulty
 from pool.stats.memory_store import MemoryStats
 from pool.stats.redis_store import RedisStats
@@ -239,13 +239,12 @@ async def run_pool(config: PoolConfig, shutdown: asyncio.Event, *, recorder: Rec
         async with DaemonClient(endpoints, request_timeout=15.0, retry_max_time=10.0) as daemon:
             validator = config.family.share_checker(config.coin, ntime_future_s=config.work.ntime_future_s)
             work_holder: list[WorkSource] = []
-            blocks = BlockSubmitter(daemon, recorder, on_accepted=lambda: work_holder[0].wake("submit"),
+            blocks = BlockSubmitter(daemon, recorder, family=config.family, on_accepted=lambda: work_holder[0].wake("submit"),
                                     tip_height=lambda: _tip_height(work_holder),
                                     late_deadline_s=config.blocks.late_submit_deadline_s)
 
             async def check_address(address: str) -> bool:
-                answer = await daemon.validateaddress(address)
-                return bool(answer.get("isvalid"))
+                return await config.family.daemon_accepts_address(daemon, address)
 
             server = StratumServer(config, validator, recorder, on_block=blocks.submit, check_address=check_address)
             work = WorkSource(daemon, server, config)
@@ -260,7 +259,7 @@ async def run_pool(config: PoolConfig, shutdown: asyncio.Event, *, recorder: Rec
                     except Exception:
                         logger.exception("could not rebuild live statistics from the database")
             if db is not None:
-                tracker = BlockTracker(daemon, db, config.pool_name, maturity=config.maturity,
+                tracker = BlockTracker(daemon, db, config.pool_name, family=config.family, maturity=config.maturity,
                                        orphan_confirmations=config.blocks.orphan_confirmations,
                                        interval_s=config.blocks.tracker_interval_s)
                 background.append(asyncio.ensure_future(tracker.run()))

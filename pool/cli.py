@@ -168,7 +168,7 @@ def cmd_check_ledger(args: argparse.Namespace) -> int:
     async def main() -> int:
         from payouts.ledger import check_invariant
         from pool.app import make_payment_sender, wallet_client
-        from pool.chain.rpc import DaemonError
+        from pool.rpc.wire import DaemonError
 
         async with _database(config) as db:
             async with db.acquire() as connection:

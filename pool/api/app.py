@@ -32,9 +32,9 @@ from pool.api.middleware import (
 )
 from pool.api.openapi import openapi_document
 from pool.api.routes import CONFIG, DASHBOARD, DASHBOARD_ROUTES, DATA, FEED, OPENAPI, ROUTES, load_dashboard
-from pool.chain.daemon import DaemonClient
-from pool.chain.rpc import DaemonEndpoint, DaemonError
 from pool.config import API_DSN_ENV, PoolConfig
+from pool.rpc.client import DaemonClient
+from pool.rpc.wire import DaemonEndpoint, DaemonError
 
 logger = logging.getLogger(__name__)
 

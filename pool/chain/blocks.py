@@ -39,12 +39,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
-from pool.chain.daemon import DaemonClient
-from pool.chain.rpc import DaemonError
 from pool.ledger.recorder import BlockRecord, Recorder
+from pool.rpc.client import DaemonClient
+from pool.rpc.wire import DaemonError
 
 if TYPE_CHECKING:
-    from pool.families.base import ShareResult
+    from pool.families.base import CoinFamily, ShareResult
 
 
 class Finder(Protocol):
@@ -53,7 +53,6 @@ class Finder(Protocol):
 
 logger = logging.getLogger(__name__)
 
-NOT_REJECTIONS = {"duplicate", "inconclusive", "duplicate-inconclusive"}
 #: Hashes named per height in the shutdown log (the rest are counted).
 LOGGED_PER_HEIGHT = 5
 
@@ -72,12 +71,14 @@ class Drained:
 
 
 class BlockSubmitter:
-    def __init__(self, daemon: DaemonClient, recorder: Recorder, *, on_accepted: Callable[[], None] | None = None,
+    def __init__(self, daemon: DaemonClient, recorder: Recorder, *, family: CoinFamily,
+                 on_accepted: Callable[[], None] | None = None,
                  tip_height: Callable[[], int | None] | None = None, late_deadline_s: float = 10.0,
                  submit_attempts: int = 5, verify_attempts: int = 20, verify_interval_s: float = 0.5,
                  clock: Callable[[], float] = time.time) -> None:
         self.daemon = daemon
         self.recorder = recorder
+        self.family = family
         self.on_accepted = on_accepted
         self.tip_height = tip_height
         self.late_deadline_s = late_deadline_s
@@ -228,22 +229,13 @@ class BlockSubmitter:
         """Every daemon's verdict, and whether the chain must be asked (nothing was refused for sure)."""
         verdicts: list[str] = []
         for attempt in range(attempts):
-            replies = await self.daemon.call_all("submitblock", block_hex, limited=False)
-            verdicts = []
-            errors = 0
-            for reply in replies:
-                if reply.error is not None:
-                    errors += 1
-                    verdicts.append(f"error: {reply.error}")
-                elif reply.result is None:
-                    verdicts.append("accepted")
-                else:
-                    verdicts.append(str(reply.result))
+            verdicts = await self.family.submit_block(self.daemon, block_hex)
+            errors = sum(verdict.startswith("error: ") for verdict in verdicts)
             if "accepted" in verdicts:
                 return verdicts, False
-            if any(v in NOT_REJECTIONS for v in verdicts):
+            if any(v in self.family.inconclusive_verdicts for v in verdicts):
                 return verdicts, True
-            if errors < len(replies):  # every daemon that answered rejected it
+            if errors < len(verdicts):  # every daemon that answered rejected it
                 return verdicts, False
             if attempt + 1 < attempts:
                 await asyncio.sleep(min(0.5 * 2**attempt, 5.0))
@@ -254,12 +246,12 @@ class BlockSubmitter:
         height or nobody could tell: not a verdict (the tracker gives that, by the block's hash)."""
         for _ in range(self.verify_attempts):
             try:
-                at_height = await self.daemon.getblockhash(record.height)
-            except DaemonError as exc:  # -8: height above the tip, not there (yet)
-                if exc.code != -8:
-                    logger.debug("verify block %s: %s", record.hash, exc)
+                at_height = await self.family.block_hash_at(self.daemon, record.height)
+            except DaemonError as exc:
+                logger.debug("verify block %s: %s", record.hash, exc)
             else:
-                return at_height == record.hash
+                if at_height is not None:  # None: the height is above the tip, not there (yet)
+                    return at_height == record.hash
             await asyncio.sleep(self.verify_interval_s)
         return False
 

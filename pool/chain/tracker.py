@@ -28,15 +28,14 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from pool.chain.daemon import DaemonClient
-from pool.chain.rpc import DaemonError
+from pool.families.base import CoinFamily
+from pool.rpc.client import DaemonClient
+from pool.rpc.wire import DaemonError
 
 logger = logging.getLogger(__name__)
 
-#: ``getblockheader`` calls per HTTP request.
+#: Blocks asked about per request (the family batches them: ``getblockheader`` for the Bitcoin family).
 HEADERS_PER_BATCH = 100
-#: Daemon error code for a block it does not know.
-BLOCK_NOT_FOUND = -5
 
 
 @dataclass(frozen=True)
@@ -64,9 +63,10 @@ def judge(*, status: str, height: int, confirmations: int | None, tip_height: in
 
 
 class BlockTracker:
-    def __init__(self, daemon: DaemonClient, db: asyncpg.Pool, pool_name: str, *, maturity: int,
+    def __init__(self, daemon: DaemonClient, db: asyncpg.Pool, pool_name: str, *, family: CoinFamily, maturity: int,
                  orphan_confirmations: int = 10, interval_s: float = 30.0) -> None:
         self.daemon = daemon
+        self.family = family
         self.db = db
         self.pool_name = pool_name
         self.maturity = maturity
@@ -91,24 +91,18 @@ class BlockTracker:
                 ORDER BY height, id""", self.pool_name, self.maturity)
         if not rows:
             return 0
-        info = await self.daemon.getblockchaininfo()
-        if info.get("initialblockdownload") or info.get("blocks", 0) < info.get("headers", 0) - 1:
+        tip_height = await self.family.synced_tip_height(self.daemon)
+        if tip_height is None:
             logger.info("block tracker: the daemon is syncing; no block changes this pass")
             return 0
-        tip_height = int(info["blocks"])
         changed = 0
         for start in range(0, len(rows), HEADERS_PER_BATCH):
             chunk = rows[start:start + HEADERS_PER_BATCH]
-            headers = await self.daemon.batch([("getblockheader", [row["hash"]]) for row in chunk],
-                                              return_errors=True)
-            for row, header in zip(chunk, headers, strict=True):
-                if isinstance(header, DaemonError):
-                    if header.code != BLOCK_NOT_FOUND:
-                        logger.info("block tracker: block %s: %s (no change)", row["hash"], header)
-                        continue
-                    confirmations = None
-                else:
-                    confirmations = int(header["confirmations"])
+            answers = await self.family.confirmations(self.daemon, [row["hash"] for row in chunk])
+            for row, confirmations in zip(chunk, answers, strict=True):
+                if isinstance(confirmations, DaemonError):
+                    logger.info("block tracker: block %s: %s (no change)", row["hash"], confirmations)
+                    continue
                 verdict = judge(status=row["status"], height=row["height"], confirmations=confirmations,
                                 tip_height=tip_height, maturity=self.maturity,
                                 orphan_confirmations=self.orphan_confirmations)

@@ -20,10 +20,10 @@ from typing import TYPE_CHECKING, Protocol
 
 from aiohttp import web
 
-from pool.chain.daemon import DaemonClient
-from pool.chain.rpc import DaemonError
 from pool.families import FamilyError
 from pool.families.base import Job, Work
+from pool.rpc.client import DaemonClient
+from pool.rpc.wire import DaemonError
 
 if TYPE_CHECKING:
     from pool.config import PoolConfig

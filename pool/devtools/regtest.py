@@ -37,8 +37,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Self
 
-from pool.chain.daemon import GBT_RULES
-from pool.chain.rpc import (
+from pool.localnet import free_loopback_ports
+from pool.rpc.client import GBT_RULES
+from pool.rpc.wire import (
     DaemonAuthError,
     DaemonEndpoint,
     DaemonError,
@@ -49,7 +50,6 @@ from pool.chain.rpc import (
     encode_json,
     rpc_error_from_reply,
 )
-from pool.localnet import free_loopback_ports
 
 logger = logging.getLogger(__name__)
 

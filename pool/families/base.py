@@ -113,6 +113,9 @@ class CoinFamily(Protocol):
     def payout_script(self, coin: Coin, address: str) -> bytes:
         """What an output paying ``address`` holds; FamilyError saying what was expected otherwise."""
 
+    async def daemon_accepts_address(self, daemon: Any, address: str) -> bool:
+        """The daemon's own word on an address a miner logs in with (after ``payout_script`` passed)."""
+
     # -- the share check ----------------------------------------------------------------
     def share_checker(self, coin: Coin, *, ntime_future_s: int = 600) -> ShareChecker:
         """A fresh share check for ``coin`` (one per Stratum server)."""
@@ -140,5 +143,19 @@ class CoinFamily(Protocol):
     async def best_block_hash(self, daemon: Any) -> str:
         """The daemon's chain tip (the polling fallback for new blocks)."""
 
-    async def submit_block(self, daemon: Any, block_hex: str) -> Any:
-        """Hand a solved block to one daemon; its answer (None means accepted)."""
+    #: Submission answers that are not rejections: whether the block made it must be asked of the chain.
+    inconclusive_verdicts: frozenset[str]
+
+    async def submit_block(self, daemon: Any, block_hex: str) -> list[str]:
+        """Hand a solved block to every daemon at once; each one's verdict: "accepted", "error: ..."
+        when it gave no usable answer, or its reason."""
+
+    async def block_hash_at(self, daemon: Any, height: int) -> str | None:
+        """The hash of the main chain's block at ``height``; None when the height is above the tip."""
+
+    async def synced_tip_height(self, daemon: Any) -> int | None:
+        """The daemon's tip height; None while it is still syncing (no verdicts then)."""
+
+    async def confirmations(self, daemon: Any, hashes: list[str]) -> list[Any]:
+        """Per block hash: confirmations (-1 off the main chain), None when the daemon does not know
+        the block, or the daemon's error when it could not tell."""

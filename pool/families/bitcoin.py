@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 
 from pool.families.base import FamilyError
+from pool.rpc.wire import DaemonError
 from share_validator.bitcoin.address import InvalidAddress, address_to_script
 from share_validator.bitcoin.coins import Coin, all_coins
 from share_validator.bitcoin.job import (
@@ -24,6 +25,10 @@ from share_validator.bitcoin.job import (
     TemplateError,
 )
 from share_validator.bitcoin.validator import ShareValidator
+
+#: Core's RPC error codes: a height above the tip (``getblockhash``), an unknown block (``getblockheader``).
+RPC_INVALID_PARAMETER = -8
+RPC_BLOCK_NOT_FOUND = -5
 
 
 class BitcoinFamily:
@@ -42,6 +47,11 @@ class BitcoinFamily:
             return address_to_script(coin, address)
         except InvalidAddress as exc:
             raise FamilyError(str(exc)) from None
+
+    async def daemon_accepts_address(self, daemon: Any, address: str) -> bool:
+        """The daemon's own word on an address (``validateaddress``), past the local decoding."""
+        answer = await daemon.validateaddress(address)
+        return bool(answer.get("isvalid"))
 
     # -- the share check ----------------------------------------------------------------
 
@@ -78,8 +88,50 @@ class BitcoinFamily:
     async def best_block_hash(self, daemon: Any) -> str:
         return await daemon.getbestblockhash()
 
-    async def submit_block(self, daemon: Any, block_hex: str) -> Any:
-        return await daemon.submitblock(block_hex)
+    #: ``submitblock`` answers that are not rejections: the chain must be asked.
+    inconclusive_verdicts = frozenset({"duplicate", "inconclusive", "duplicate-inconclusive"})
+
+    async def submit_block(self, daemon: Any, block_hex: str) -> list[str]:
+        """``submitblock`` to every daemon at once, outside the client's concurrency limit.  Each
+        daemon's verdict: "accepted" (``null``), "error: ..." (no usable answer) or its reason."""
+        replies = await daemon.call_all("submitblock", block_hex, limited=False)
+        verdicts = []
+        for reply in replies:
+            if reply.error is not None:
+                verdicts.append(f"error: {reply.error}")
+            elif reply.result is None:
+                verdicts.append("accepted")
+            else:
+                verdicts.append(str(reply.result))
+        return verdicts
+
+    async def block_hash_at(self, daemon: Any, height: int) -> str | None:
+        """The main chain's block at ``height`` (``getblockhash``); None above the tip (error -8)."""
+        try:
+            return await daemon.getblockhash(height)
+        except DaemonError as exc:
+            if exc.code == RPC_INVALID_PARAMETER:
+                return None
+            raise
+
+    async def synced_tip_height(self, daemon: Any) -> int | None:
+        """The tip's height, None while the daemon is still syncing (``getblockchaininfo``)."""
+        info = await daemon.getblockchaininfo()
+        if info.get("initialblockdownload") or info.get("blocks", 0) < info.get("headers", 0) - 1:
+            return None
+        return int(info["blocks"])
+
+    async def confirmations(self, daemon: Any, hashes: list[str]) -> list[int | None | DaemonError]:
+        """Per block hash: its confirmations (-1 off the main chain), None when the daemon does not
+        know the block (error -5), or the daemon's error when it could not tell.  One batch request."""
+        headers = await daemon.batch([("getblockheader", [block_hash]) for block_hash in hashes], return_errors=True)
+        answers: list[int | None | DaemonError] = []
+        for header in headers:
+            if isinstance(header, DaemonError):
+                answers.append(None if header.code == RPC_BLOCK_NOT_FOUND else header)
+            else:
+                answers.append(int(header["confirmations"]))
+        return answers
 
 
 FAMILY = BitcoinFamily()

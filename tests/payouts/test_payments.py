@@ -23,11 +23,14 @@ from aiohttp import web
 from payouts.ledger import check_invariant
 from payouts.money import coins_to_satoshis
 from payouts.payments import FAILPOINT_ENV, PaymentPolicy, PaymentSender
-from pool.chain.daemon import DaemonClient
 from pool.devtools.regtest import RegtestNetwork
+from pool.families import load_family
 from pool.localnet import free_loopback_ports
+from pool.rpc.client import DaemonClient
 from share_validator.bitcoin.address import address_to_script, bech32_encode_segwit
 from share_validator.bitcoin.coins import get_coin
+
+BITCOIN = load_family("bitcoin")
 
 POOL = "litecoin-regtest"
 COIN = get_coin(POOL)
@@ -466,7 +469,7 @@ async def test_a_reorg_of_an_immature_block_leaves_nothing_credited_and_nothing_
                      "VALUES ($1, $2, $3, 1250000000, $4, $5)", POOL, height, ours, miner, now)
     processor = PayoutProcessor(db, POOL, "pplns", FeeConfig("1", []), 2)
     async with DaemonClient([network.rpc_url(0)]) as daemon, DaemonClient([wallets.url]) as wallet:
-        tracker = BlockTracker(daemon, db, POOL, maturity=100, orphan_confirmations=10)
+        tracker = BlockTracker(daemon, db, POOL, family=BITCOIN, maturity=100, orphan_confirmations=10)
         sender = make_sender(db, wallet, minimum_payout=1000)
         await generate(network, 50)
         await tracker.check()

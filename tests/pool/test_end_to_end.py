@@ -20,10 +20,10 @@ from chainwork import solve as solve_share
 from stratum_client import Client
 
 from pool.app import run_pool
-from pool.chain.rpc import DaemonError
 from pool.config import parse_config
 from pool.devtools.devnet import devnet_config, run_devnet
 from pool.devtools.regtest import MWEB_ACTIVATION_HEIGHT, RegtestNetwork
+from pool.rpc.wire import DaemonError
 from share_validator.bitcoin.coins import get_coin
 from share_validator.bitcoin.job import Job
 

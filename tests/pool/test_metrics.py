@@ -10,9 +10,12 @@ from stratum_client import Client
 
 from pool.app import RunningPool
 from pool.chain.blocks import BlockSubmitter
-from pool.chain.daemon import DaemonClient
+from pool.families import load_family
 from pool.localnet import free_loopback_port
 from pool.metrics import LatencyHistogram, start_metrics_server
+from pool.rpc.client import DaemonClient
+
+BITCOIN = load_family("bitcoin")
 
 
 def test_latency_histogram_counts_into_buckets():
@@ -32,7 +35,7 @@ async def test_pool_metrics_count_shares_rejects_latency_and_the_recorder(dsn, t
     server, recorder, db = await start_pool(dsn, str(tmp_path / "spill"))
     daemon = DaemonClient("http://127.0.0.1:1/")
     port = free_loopback_port()
-    running = RunningPool(server.pool_config, daemon, server, None, BlockSubmitter(daemon, recorder), recorder,
+    running = RunningPool(server.pool_config, daemon, server, None, BlockSubmitter(daemon, recorder, family=BITCOIN), recorder,
                           db, recorder)
     runner = await start_metrics_server(running, f"127.0.0.1:{port}", payout_counters={"runs": 3})
     client = await Client.connect(server.ports[0])

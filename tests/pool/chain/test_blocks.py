@@ -11,11 +11,14 @@ from chainwork import job_from_node, solve, solve_blocks
 from rpc_proxy import HoldingProxy
 
 from pool.chain.blocks import BlockSubmitter
-from pool.chain.daemon import DaemonClient
 from pool.devtools.miner import run_miner
 from pool.devtools.regtest import RegtestNetwork
+from pool.families import load_family
 from pool.ledger.recorder import LogRecorder
 from pool.localnet import free_loopback_ports
+from pool.rpc.client import DaemonClient
+
+BITCOIN = load_family("bitcoin")
 
 
 class FakeSession:
@@ -34,7 +37,7 @@ async def submit(net, result, urls=None) -> list:
     recorder = LogRecorder()
     accepted = []
     async with DaemonClient(urls or [net.rpc_url(0), net.rpc_url(1)], retry_max_time=2) as daemon:
-        submitter = BlockSubmitter(daemon, recorder, on_accepted=lambda: accepted.append(1), verify_interval_s=0.1,
+        submitter = BlockSubmitter(daemon, recorder, family=BITCOIN, on_accepted=lambda: accepted.append(1), verify_interval_s=0.1,
                                    verify_attempts=10)
         submitter.submit(result, FakeSession())
         await submitter.wait()
@@ -127,7 +130,7 @@ async def test_a_candidate_on_the_tip_is_sent_before_older_queued_ones(network):
     fresh = await asyncio.to_thread(lambda: solve(job_from_node(network, "q2")))
     recorder = LogRecorder()
     async with RecordingDaemon([network.rpc_url(0), network.rpc_url(1)], retry_max_time=2) as daemon:
-        submitter = BlockSubmitter(daemon, recorder, verify_interval_s=0.1, )
+        submitter = BlockSubmitter(daemon, recorder, family=BITCOIN, verify_interval_s=0.1, )
         for result in stale:
             submitter.submit(result, FakeSession())
         started = time.monotonic()
@@ -152,7 +155,7 @@ async def test_candidates_of_a_decided_height_have_a_deadline_and_stay_recorded(
     recorder = LogRecorder()
     async with HoldingProxy(node, hold={"submitblock"}) as proxy, \
             DaemonClient([proxy.url(network.rpc_user, network.rpc_password)], retry_max_time=2) as daemon:
-        submitter = BlockSubmitter(daemon, recorder, tip_height=lambda: tip, late_deadline_s=1.0)
+        submitter = BlockSubmitter(daemon, recorder, family=BITCOIN, tip_height=lambda: tip, late_deadline_s=1.0)
         started = time.monotonic()
         for result in stale:
             submitter.submit(result, FakeSession())
@@ -176,7 +179,7 @@ async def test_drain_is_bounded_and_says_what_it_left(network, caplog):
     caplog.set_level(logging.INFO, logger="pool.blocks")
     async with HoldingProxy(node, hold={"submitblock"}) as proxy, \
             DaemonClient([proxy.url(network.rpc_user, network.rpc_password)]) as daemon:
-        submitter = BlockSubmitter(daemon, LogRecorder(), tip_height=lambda: tip, late_deadline_s=60)
+        submitter = BlockSubmitter(daemon, LogRecorder(), family=BITCOIN, tip_height=lambda: tip, late_deadline_s=60)
         for result in stale:
             submitter.submit(result, FakeSession())
         submitter.submit(fresh, FakeSession())

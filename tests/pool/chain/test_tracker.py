@@ -10,11 +10,14 @@ from payouts.fees import FeeConfig
 from payouts.ledger import check_invariant
 from payouts.processor import PayoutProcessor
 from pool.chain.blocks import BlockSubmitter
-from pool.chain.daemon import DaemonClient
 from pool.chain.tracker import BlockTracker
 from pool.devtools.regtest import RegtestNetwork
+from pool.families import load_family
 from pool.ledger.database import connect_pool
 from pool.ledger.store import PostgresRecorder
+from pool.rpc.client import DaemonClient
+
+BITCOIN = load_family("bitcoin")
 
 POOL = "litecoin-regtest"
 
@@ -42,7 +45,7 @@ async def test_pending_until_maturity_then_confirmed(network, db):
     height = await asyncio.to_thread(net.height)
     await add_block(db, height, block_hash)
     async with DaemonClient([net.rpc_url(0)]) as daemon:
-        tracker = BlockTracker(daemon, db, "litecoin-regtest", maturity=100)
+        tracker = BlockTracker(daemon, db, "litecoin-regtest", family=BITCOIN, maturity=100)
         await tracker.check()
         assert await status(db, block_hash) == ("pending", 1)
         await asyncio.to_thread(net.generate, 98)
@@ -62,7 +65,7 @@ async def test_reorg_returns_to_pending_then_orphans(network, db):
     await add_block(db, height, ours)
     await asyncio.to_thread(net.generate, 3)
     async with DaemonClient([net.rpc_url(0)]) as daemon:
-        tracker = BlockTracker(daemon, db, "litecoin-regtest", maturity=100, orphan_confirmations=5)
+        tracker = BlockTracker(daemon, db, "litecoin-regtest", family=BITCOIN, maturity=100, orphan_confirmations=5)
         await tracker.check()
         assert await status(db, ours) == ("pending", 4)
         # Another chain replaces ours: a few blocks deep it is not yet called orphaned ...
@@ -96,12 +99,12 @@ async def test_daemon_errors_change_nothing(network, db):
     await add_block(db, height, block_hash)
     await add_block(db, height + 50, "ee" * 32)  # above the tip: getblockhash -8, no change
     async with DaemonClient(["http://u:p@127.0.0.1:9/"], max_attempts=2, retry_max_time=0.5) as dead:
-        tracker = BlockTracker(dead, db, "litecoin-regtest", maturity=100)
+        tracker = BlockTracker(dead, db, "litecoin-regtest", family=BITCOIN, maturity=100)
         with pytest.raises(Exception):
             await tracker.check()
     assert await status(db, block_hash) == ("pending", 0)
     async with DaemonClient([net.rpc_url(0)]) as daemon:
-        tracker = BlockTracker(daemon, db, "litecoin-regtest", maturity=100)
+        tracker = BlockTracker(daemon, db, "litecoin-regtest", family=BITCOIN, maturity=100)
         await tracker.check()
         assert await status(db, block_hash) == ("pending", 1)
         assert await status(db, "ee" * 32) == ("pending", 0)
@@ -137,7 +140,7 @@ async def test_a_block_that_wins_after_a_reorg_is_credited_once(network, dsn, tm
     recorder = PostgresRecorder(db, POOL, tmp_path)
     await recorder.start()
     async with DaemonClient([net.rpc_url(0), net.rpc_url(1)]) as daemon:
-        submitter = BlockSubmitter(daemon, recorder, verify_interval_s=0.1, verify_attempts=10)
+        submitter = BlockSubmitter(daemon, recorder, family=BITCOIN, verify_interval_s=0.1, verify_attempts=10)
         submitter.submit(block_a, FinderSession(finder))
         await submitter.wait()
         submitter.submit(block_b, FinderSession(finder))
@@ -155,7 +158,7 @@ async def test_a_block_that_wins_after_a_reorg_is_credited_once(network, dsn, tm
         await asyncio.to_thread(net.wait_for_height, height + 30, node=1)
         header = await asyncio.to_thread(net.rpc, 0, "getblockheader", b)
         assert header["confirmations"] == 31
-        tracker = BlockTracker(daemon, db, POOL, maturity=100, orphan_confirmations=10)
+        tracker = BlockTracker(daemon, db, POOL, family=BITCOIN, maturity=100, orphan_confirmations=10)
         await tracker.check()
         assert await status(db, a) == ("orphaned", -31)  # B holds the height 31 deep
         assert await status(db, b) == ("pending", 31)
@@ -173,7 +176,7 @@ async def test_a_block_that_wins_after_a_reorg_is_credited_once(network, dsn, tm
         assert (await processor.run_once()).credited == [height]
         assert (await processor.run_once()).credited == []
         async with DaemonClient([net.rpc_url(0)]) as daemon:
-            tracker = BlockTracker(daemon, db, POOL, maturity=100, orphan_confirmations=10)
+            tracker = BlockTracker(daemon, db, POOL, family=BITCOIN, maturity=100, orphan_confirmations=10)
             await tracker.check()
         assert await status(db, b) == ("confirmed", 100) and (await status(db, a))[0] == "orphaned"
         assert (await processor.run_once()).credited == []

@@ -16,13 +16,13 @@ from typing import Any
 
 import pytest
 
-from pool.chain.rpc import DaemonError
 from pool.devtools.regtest import (
     MWEB_ACTIVATION_HEIGHT,
     LitecoindNotFound,
     RegtestError,
     RegtestNetwork,
 )
+from pool.rpc.wire import DaemonError
 
 DATA = Path(__file__).resolve().parents[2] / "data"
 PREMWEB_FIXTURE = DATA / "ltc_regtest_gbt_premweb.json"

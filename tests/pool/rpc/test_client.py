@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from payouts.money import coins_to_satoshis, satoshis_to_coins
-from pool.chain.daemon import DaemonClient
-from pool.chain.rpc import (
+from pool.devtools.regtest import RegtestNetwork, free_loopback_ports
+from pool.rpc.client import DaemonClient
+from pool.rpc.wire import (
     DaemonAuthError,
     DaemonEndpoint,
     DaemonError,
@@ -21,7 +22,6 @@ from pool.chain.rpc import (
     DaemonUnreachable,
     DaemonWarmingUp,
 )
-from pool.devtools.regtest import RegtestNetwork, free_loopback_ports
 
 
 @pytest.fixture(scope="module")
@@ -158,7 +158,7 @@ def test_endpoint_hides_password() -> None:
 async def test_failover_to_the_working_daemon(
     network: RegtestNetwork, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.DEBUG, logger="pool.chain.daemon")
+    caplog.set_level(logging.DEBUG, logger="pool.rpc.client")
     dead = dead_url()
     async with DaemonClient([dead, network.rpc_url(0)], **quick_retries()) as daemon:
         started = time.monotonic()
@@ -179,7 +179,7 @@ async def test_failover_to_the_working_daemon(
 
 
 async def test_all_daemons_dead_gives_up_after_bounded_attempts(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.DEBUG, logger="pool.chain.daemon")
+    caplog.set_level(logging.DEBUG, logger="pool.rpc.client")
     urls = [dead_url(), dead_url()]
     async with DaemonClient(urls, **quick_retries(max_attempts=6)) as daemon:
         started = time.monotonic()
@@ -217,7 +217,7 @@ async def test_all_daemons_dead_gives_up_within_the_time_bound() -> None:
 async def test_client_rides_out_daemon_startup(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """Called the moment litecoind is launched: connection refused, then -28 warm-up answers
     ("Loading block index...", "Verifying blocks..."), then the real answer."""
-    caplog.set_level(logging.INFO, logger="pool.chain.daemon")
+    caplog.set_level(logging.INFO, logger="pool.rpc.client")
     base_dir = tmp_path / "restarted"
     with RegtestNetwork(base_dir) as first_run:
         first_run.generate(300)  # something to load and verify on the next start

@@ -4,7 +4,7 @@
 number of concurrent requests, retries transport failures and warm-up answers (-28) with bounded
 exponential backoff, and fails over between several daemons, remembering the one that works.
 Errors the daemon itself returns (bad parameter, unknown block, ...) are never retried. Every error
-is a `DaemonError` (`pool.chain.rpc` says which subclass means what).
+is a `DaemonError` (`pool.rpc.wire` says which subclass means what).
 
 Modelled on electrumx ``server/daemon.py``.
 """
@@ -24,7 +24,8 @@ from typing import Any, Self, TypeVar
 
 import aiohttp
 
-from pool.chain.rpc import (
+from pool.metrics import RPC_BUCKETS_S, LatencyHistogram
+from pool.rpc.wire import (
     DaemonAuthError,
     DaemonEndpoint,
     DaemonError,
@@ -35,7 +36,6 @@ from pool.chain.rpc import (
     encode_json,
     rpc_error_from_reply,
 )
-from pool.metrics import RPC_BUCKETS_S, LatencyHistogram
 
 logger = logging.getLogger(__name__)
 
