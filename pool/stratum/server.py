@@ -238,9 +238,17 @@ class StratumServer:
         return wanted
 
     def ban(self, ip: str, reason: str) -> None:
-        self.banned[ip] = self.clock() + self.config.ban_duration_s
-        self.stats["bans"] += 1
-        logger.warning("banning %s for %ds: %s", ip, self.config.ban_duration_s, reason)
+        """Ban an address: one event (one count, one log line); its connections end, their queued
+        requests unjudged. Called again while the ban holds (another connection of the address), it
+        only closes."""
+        now = self.clock()
+        until = self.banned.get(ip)
+        if until is None or until <= now:
+            until = self.banned[ip] = now + self.config.ban_duration_s
+            self.stats["bans"] += 1
+            logger.warning("banning %s until %s (%g s): %s", ip,
+                           time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(until)), self.config.ban_duration_s,
+                           reason)
         for session in [s for s in self.sessions if s.ip == ip]:
             session.close()
 

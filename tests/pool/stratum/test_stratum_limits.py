@@ -2,12 +2,13 @@
 
 A connection may have ``stratum.max_requests_in_flight`` requests read but not yet answered; past
 that the server stops reading from it. A connection that is banned or closing has its queued
-requests dropped without judging them.
+requests dropped without judging them. A ban is one event: one counter increment, one log line.
 """
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import socket
 import threading
 import time
@@ -110,7 +111,7 @@ async def settle(server, quiet_s: float = 0.3, timeout: float = 30.0) -> None:
     raise AssertionError("the server is still busy")
 
 
-async def test_flood_of_invalid_submits_costs_at_most_the_bound_after_the_ban(make_pool, monkeypatch):
+async def test_flood_of_invalid_submits_costs_at_most_the_bound_after_the_ban(make_pool, monkeypatch, caplog):
     bound = 64
     pool = await make_pool(make_config({"max_difficulty": 1e12}, ban_min_shares=50, ban_invalid_ratio=0.5,
                                        ban_duration_s=60, max_requests_in_flight=bound))
@@ -120,6 +121,7 @@ async def test_flood_of_invalid_submits_costs_at_most_the_bound_after_the_ban(ma
     monkeypatch.setattr(pool.server, "ban", lambda ip, reason: (banned_at.append(time.monotonic()),
                                                                  real_ban(ip, reason))[1])
     miner = await in_thread(RawMiner, pool.port, "d=1e12")  # every share is below its difficulty: 23
+    caplog.set_level(logging.WARNING, logger="pool.stratum.server")
     rss_before = rss_bytes()
     flooded = asyncio.ensure_future(in_thread(miner.flood, 50_000))
     answers = await in_thread(miner.read_until_closed)
@@ -136,6 +138,11 @@ async def test_flood_of_invalid_submits_costs_at_most_the_bound_after_the_ban(ma
     assert after_ban <= bound
     assert judged <= 50 + bound
     assert grown < 4_000_000
+    # One ban, counted once, logged once with the address, the reason and the expiry.
+    assert pool.server.stats["bans"] == 1
+    warnings = [record.getMessage() for record in caplog.records if "bann" in record.getMessage()]
+    assert len(warnings) == 1, warnings
+    assert "127.0.0.1" in warnings[0] and "invalid" in warnings[0] and "until" in warnings[0]
 
 
 async def test_reading_pauses_at_the_bound_and_every_request_is_answered(make_pool, monkeypatch):
@@ -187,3 +194,24 @@ async def test_a_connection_the_server_closes_has_its_queued_submits_dropped(mak
     await settle(pool.server)
     assert pool.server.stats["shares_accepted"] == 0 and counter.hashed() == 0
     assert pool.server.stats["dropped_requests"] == 20
+
+
+async def test_one_ban_for_an_address_with_several_connections(make_pool, caplog):
+    """Every connection of the address ends with the one ban; none of them bans it again."""
+    pool = await make_pool(make_config({"max_difficulty": 1e12}, ban_min_shares=10, ban_invalid_ratio=0.5,
+                                       ban_duration_s=60))
+    caplog.set_level(logging.WARNING, logger="pool.stratum.server")
+    miners = [await in_thread(RawMiner, pool.port, "d=1e12") for _ in range(4)]
+    lines = [b"".join(miner.submit_line(10 + n, 1000 * number + n) for n in range(40))
+             for number, miner in enumerate(miners)]
+    for miner, data in zip(miners, lines):  # all of them queued before the first batch is judged
+        miner.sock.sendall(data)
+    for miner in miners:
+        await in_thread(miner.read_until_closed)
+        miner.close()
+    await settle(pool.server)
+    assert pool.server.stats["bans"] == 1
+    assert len([record for record in caplog.records if "bann" in record.getMessage()]) == 1
+    assert not pool.server.sessions
+    pool.server.ban("127.0.0.1", "again, while banned")  # the ban holds: not a new one
+    assert pool.server.stats["bans"] == 1
