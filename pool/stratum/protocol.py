@@ -7,7 +7,9 @@ than the limit, or a peer that does not read what it is sent, ends the connectio
 
 A connection has at most ``stratum.max_requests_in_flight`` requests read but not yet answered
 (``session.pending``): at the bound the protocol stops reading from the socket and keeps the
-bytes it has not handed over; it reads again once half of them are answered.
+bytes it has not handed over; it reads again once half of them are answered.  A line too long is
+answered, then the connection is half-closed and what the peer still sends is read and thrown
+away until its end (or ``LINGER_S``), so that the peer reads the reason rather than a reset.
 """
 from __future__ import annotations
 
@@ -20,6 +22,8 @@ if TYPE_CHECKING:
     from pool.config import PortConfig
 
 logger = logging.getLogger(__name__)
+
+LINGER_S = 2.0  # after a last answer and our FIN: how long the peer's remaining bytes are drained
 
 
 class ConnectionHost(Protocol):
@@ -35,7 +39,7 @@ class ConnectionHost(Protocol):
 
 class StratumProtocol(asyncio.Protocol):
     __slots__ = ("server", "port", "transport", "session", "_buffer", "max_line", "send_limit", "peer_ip", "fd",
-                 "_outgoing", "max_in_flight", "resume_at", "_paused", "_held")
+                 "_outgoing", "max_in_flight", "resume_at", "_paused", "_held", "_linger")
 
     def __init__(self, server: ConnectionHost, port: PortConfig) -> None:
         self.server = server
@@ -52,6 +56,7 @@ class StratumProtocol(asyncio.Protocol):
         self.resume_at = self.max_in_flight // 2  # answered down to this many: reading resumes
         self._paused = False  # reading paused at max_in_flight
         self._held = b""  # read while at the bound, not handed to the session yet
+        self._linger: asyncio.TimerHandle | None = None
 
     # -- asyncio callbacks ---------------------------------------------------------------
 
@@ -74,7 +79,7 @@ class StratumProtocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         session = self.session
-        if session is None:
+        if session is None:  # refused, or lingering after a last answer: thrown away
             return
         if self._paused:  # a transport may deliver what it had read before it paused
             self._held += data
@@ -122,6 +127,9 @@ class StratumProtocol(asyncio.Protocol):
         self._buffer = b""
         self._outgoing = None
         self.fd = -1
+        if self._linger is not None:
+            self._linger.cancel()
+            self._linger = None
         if session is not None:
             self.server.close_session(session)
         self.transport = None
@@ -225,4 +233,25 @@ class StratumProtocol(asyncio.Protocol):
         if self.session is not None:
             self.session.send_error(None, 20, "line too long")
         self._buffer = b""
-        self.close()
+        self.close_after_reply()
+
+    def close_after_reply(self) -> None:
+        """Send what is queued, then our FIN (the peer reads the answer, then its end); read and throw
+        away what the peer still sends until it closes too, or for ``LINGER_S`` at most. Closing a
+        socket with unread bytes would send the peer a reset, which can destroy the answer unread."""
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        self._ending()
+        self.flush()
+        session, self.session = self.session, None  # data_received throws away from now on
+        if session is not None:
+            self.server.close_session(session)
+        self.transport = None  # nothing more is sent
+        if not transport.can_write_eof():
+            transport.close()
+            return
+        transport.write_eof()
+        self._paused = False
+        transport.resume_reading()  # reading on, to the peer's end (it may have been paused at the bound)
+        self._linger = asyncio.get_running_loop().call_later(LINGER_S, transport.abort)

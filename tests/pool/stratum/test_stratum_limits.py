@@ -3,6 +3,7 @@
 A connection may have ``stratum.max_requests_in_flight`` requests read but not yet answered; past
 that the server stops reading from it. A connection that is banned or closing has its queued
 requests dropped without judging them. A ban is one event: one counter increment, one log line.
+A line too long is answered and the connection closed after the answer, without a reset.
 """
 from __future__ import annotations
 
@@ -10,9 +11,9 @@ import asyncio
 import json
 import logging
 import socket
-import threading
 import time
 
+import pytest
 from stratum_harness import USER, make_config, make_pool, submit_params  # noqa: F401 (make_pool: a fixture)
 
 from share_validator import hashing
@@ -215,3 +216,42 @@ async def test_one_ban_for_an_address_with_several_connections(make_pool, caplog
     assert not pool.server.sessions
     pool.server.ban("127.0.0.1", "again, while banned")  # the ban holds: not a new one
     assert pool.server.stats["bans"] == 1
+
+
+@pytest.mark.parametrize("size", [5000, 2_000_000])
+async def test_line_too_long_is_answered_then_closed_cleanly(make_pool, size):
+    pool = await make_pool(make_config(max_line_bytes=1024))
+
+    def talk() -> tuple[bytes, bytes]:
+        with socket.create_connection(("127.0.0.1", pool.port)) as sock:
+            sock.sendall(b'{"id":1,"method":"mining.subscribe","params":["' + b"a" * size)
+            sock.settimeout(10)
+            reader = sock.makefile("rb")
+            return reader.readline(), reader.read()  # ConnectionResetError fails the test
+
+    line, rest = await in_thread(talk)
+    answer = json.loads(line)
+    assert answer["error"][:2] == [20, "line too long"]
+    assert rest == b""
+    assert pool.server.stats["dropped_long_line"] == 1
+
+
+async def test_a_peer_that_goes_on_sending_after_the_answer_is_cut_off(make_pool, monkeypatch):
+    monkeypatch.setattr("pool.stratum.protocol.LINGER_S", 0.5)
+    pool = await make_pool(make_config(max_line_bytes=1024))
+
+    def talk() -> tuple[bytes, float]:
+        with socket.create_connection(("127.0.0.1", pool.port)) as sock:
+            sock.sendall(b"b" * 2000)
+            started = time.monotonic()
+            try:
+                while time.monotonic() - started < 10:
+                    sock.sendall(b"c" * 4096)
+                    time.sleep(0.01)
+            except OSError:
+                pass
+            return time.monotonic() - started
+
+    cut_after = await in_thread(talk)
+    assert cut_after < 3
+    assert not pool.server.sessions
