@@ -215,7 +215,7 @@ async def maintain_partitions(db: asyncpg.Pool, retention_days: int) -> None:
 async def run_pool(config: PoolConfig, shutdown: asyncio.Event, *, recorder: Recorder | None = None,
                    on_ready: Callable[[RunningPool], None] | None = None, use_database: bool = True) -> None:
     endpoints = [DaemonEndpoint.parse(d.url, user=d.user, password=d.password) for d in config.daemons]
-    db = embedded = ledger = stats = tracker = None
+    db = embedded = ledger = stats = tracker = api_task = None
     background: list[asyncio.Task] = []
     payout_counters: dict[str, int] = {}
     metrics_runner = None
@@ -273,7 +273,8 @@ async def run_pool(config: PoolConfig, shutdown: asyncio.Event, *, recorder: Rec
                 if config.api.enabled:
                     if Path(config.source).is_file():
                         dsn = config.database.dsn or embedded.dsn
-                        background.append(asyncio.ensure_future(supervise_api(config, dsn)))
+                        api_task = asyncio.ensure_future(supervise_api(config, dsn))
+                        background.append(api_task)
                     else:
                         logger.warning("api.enabled: the API process needs a config file; not started")
             await server.start()
@@ -298,9 +299,12 @@ async def run_pool(config: PoolConfig, shutdown: asyncio.Event, *, recorder: Rec
                 if on_ready is not None:
                     on_ready(running)
                 shutdown_task = asyncio.ensure_future(shutdown.wait())
-                done, _ = await asyncio.wait({work_task, shutdown_task}, return_when=asyncio.FIRST_COMPLETED)
+                watched = {work_task, shutdown_task} | ({api_task} if api_task is not None else set())
+                done, _ = await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
                 if work_task in done:
                     work_task.result()  # a crashed work source stops the pool loudly
+                if api_task in done:
+                    api_task.result()  # ChildFailed: the API cannot listen on its port (it said so)
                 shutdown_task.cancel()
             finally:
                 logger.info("shutting down")

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import errno
 import json
 import logging
 import os
@@ -40,14 +41,32 @@ def _load(path: str):
 def cmd_run(args: argparse.Namespace) -> int:
     config = _load(args.config)
     _setup_logging(config.log_level)
+    from pool.listen import PortTaken, check_ports_free
+
+    logger = logging.getLogger("pool")
+    try:  # before anything starts: a port taken is said once, and the pool does not start
+        check_ports_free(config)
+    except PortTaken as taken:
+        logger.error("%s", taken)
+        return 2
 
     async def main() -> int:
         from pool.app import check_daemon, install_signal_handlers, run_pool
+        from pool.children import ChildFailed
 
         shutdown = asyncio.Event()
         install_signal_handlers(shutdown)
         await check_daemon(config)
-        await run_pool(config, shutdown)
+        try:
+            await run_pool(config, shutdown)
+        except ChildFailed as failed:  # the API process could not listen (its own line says where)
+            logger.error("pool stopped: %s", failed)
+            return 2
+        except OSError as error:  # taken since the check
+            if error.errno != errno.EADDRINUSE:
+                raise
+            logger.error("pool stopped: %s", error)
+            return 2
         return 0
 
     return _run_async(main())
@@ -68,20 +87,29 @@ def cmd_api(args: argparse.Namespace) -> int:
     async def main() -> int:
         from pool.api.app import run_api
         from pool.app import install_signal_handlers
+        from pool.children import EXIT_PORT_TAKEN
+        from pool.listen import port_taken_message
 
         shutdown = asyncio.Event()
         install_signal_handlers(shutdown)
         def announce(port: int) -> None:
             print(f"API PORT {port}", flush=True)
 
-        if args.worker_port is not None:  # one of several workers, on the port its parent holds
-            await run_api(config, dsn, shutdown, on_ready=announce, worker_port=args.worker_port)
-        elif config.api.workers > 1:
-            from pool.api.app import run_api_workers
+        try:
+            if args.worker_port is not None:  # one of several workers, on the port its parent holds
+                await run_api(config, dsn, shutdown, on_ready=announce, worker_port=args.worker_port)
+            elif config.api.workers > 1:
+                from pool.api.app import run_api_workers
 
-            await run_api_workers(config, args.config, dsn, shutdown, on_ready=announce)
-        else:
-            await run_api(config, dsn, shutdown, on_ready=announce)
+                await run_api_workers(config, args.config, dsn, shutdown, on_ready=announce)
+            else:
+                await run_api(config, dsn, shutdown, on_ready=announce)
+        except OSError as error:
+            if error.errno != errno.EADDRINUSE:
+                raise
+            port = args.worker_port if args.worker_port is not None else config.api.port
+            print(f"pool api: {port_taken_message('api.port', config.api.host, port)}", file=sys.stderr)
+            return EXIT_PORT_TAKEN  # the pool that started this process does not start it again
         return 0
 
     return _run_async(main())

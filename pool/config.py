@@ -63,6 +63,7 @@ class StratumConfig:
     ban_min_shares: int = 50
     ban_duration_s: float = 600.0
     max_bad_messages: int = 10
+    max_requests_in_flight: int = 64
     get_transactions: bool = False
     session_resume_s: float = 600.0
 
@@ -376,6 +377,7 @@ def _read_stratum(reader: _Reader, source: str, text: str) -> StratumConfig:
         ban_min_shares=reader.number("ban_min_shares", 50, 1, 1_000_000, integer=True),
         ban_duration_s=reader.number("ban_duration_s", 600.0, 0, 86400 * 30),
         max_bad_messages=reader.number("max_bad_messages", 10, 1, 1_000_000, integer=True),
+        max_requests_in_flight=reader.number("max_requests_in_flight", 64, 1, 4096, integer=True),
         get_transactions=reader.get("get_transactions", bool, False),
         session_resume_s=reader.number("session_resume_s", 600.0, 0, 86400),
     )

@@ -112,6 +112,10 @@ class PoolCollector(Collector):
             refused.add_metric([reason], stats[f"refused_{reason}"])
         yield refused
         yield _counter("quarry_bans", "IP addresses banned for invalid shares", stats["bans"])
+        yield _counter("quarry_requests_dropped", "Stratum requests of banned or closed connections dropped unjudged",
+                       stats["dropped_requests"])
+        yield _counter("quarry_reading_paused", "Times a connection reached stratum.max_requests_in_flight and "
+                       "was not read until half of them were answered", stats["reading_paused"])
         yield _counter("quarry_shares_accepted", "Shares accepted", stats["shares_accepted"])
         rejected = CounterMetricFamily("quarry_shares_rejected", "Shares rejected, by reason", labels=["reason"])
         for reject, count in sorted(getattr(server, "rejected", {}).items(), key=lambda item: item[0].name):

@@ -171,7 +171,7 @@ async def run_api_workers(config: PoolConfig, config_path: str, dsn: str, shutdo
 
     argv = [sys.executable, "-m", "pool.cli", "api", "-c", config_path, "--worker-port", str(port)]
     tasks = [asyncio.create_task(supervise(argv, env=env, name=f"API worker {number}", on_first_line=started_one,
-                                           done=shutdown))
+                                           done=shutdown, fatal_codes=()))  # a worker's port is its parent's
              for number in range(config.api.workers)]
     waiting = [asyncio.create_task(ready.wait()), asyncio.create_task(shutdown.wait())]
     try:

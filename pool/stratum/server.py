@@ -208,7 +208,7 @@ class StratumServer:
     def close_session(self, session: Session) -> None:
         if session.closed:
             return
-        session.closed = True
+        session.closed = session.closing = True
         self.sessions.discard(session)
         self.per_ip[session.ip] -= 1
         if self.per_ip[session.ip] <= 0:
@@ -238,9 +238,17 @@ class StratumServer:
         return wanted
 
     def ban(self, ip: str, reason: str) -> None:
-        self.banned[ip] = self.clock() + self.config.ban_duration_s
-        self.stats["bans"] += 1
-        logger.warning("banning %s for %ds: %s", ip, self.config.ban_duration_s, reason)
+        """Ban an address: one event (one count, one log line); its connections end, their queued
+        requests unjudged. Called again while the ban holds (another connection of the address), it
+        only closes."""
+        now = self.clock()
+        until = self.banned.get(ip)
+        if until is None or until <= now:
+            until = self.banned[ip] = now + self.config.ban_duration_s
+            self.stats["bans"] += 1
+            logger.warning("banning %s until %s (%g s): %s", ip,
+                           time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(until)), self.config.ban_duration_s,
+                           reason)
         for session in [s for s in self.sessions if s.ip == ip]:
             session.close()
 
@@ -407,6 +415,7 @@ class StratumServer:
 
     def submit(self, session: Session, msg_id: Any, params: list) -> None:
         if self._batched:
+            session.pending += 1  # answered in _finish_batch; the protocol stops reading at its bound
             self._batch_queue.append((session, msg_id, params))
             if len(self._batch_queue) == 1:
                 self._queued_since = time.perf_counter()
@@ -466,6 +475,13 @@ class StratumServer:
                 await in_flight.acquire()
                 batch = self._batch_queue[: self.batch_size]
                 del self._batch_queue[: self.batch_size]
+                live = [entry for entry in batch if not entry[0].closing]
+                if len(live) < len(batch):  # banned or gone since: dropped, never hashed
+                    self._drop(batch)
+                    batch = live
+                    if not batch:
+                        in_flight.release()
+                        continue
                 queued_since, self._queued_since = self._queued_since, time.perf_counter()
                 try:
                     prepared = self.validator.prepare_batch([(s.state, p) for s, _, p in batch])
@@ -493,12 +509,19 @@ class StratumServer:
         except Exception:
             self._batch_failed(batch)
             return
+        resume_at = self.config.max_requests_in_flight // 2  # as the protocols have it
         for (session, msg_id, _), result in zip(batch, results):
+            pending = session.pending = session.pending - 1
+            if session.closing and result.block is None:  # hashed before its connection ended
+                self.stats["dropped_requests"] += 1
+                continue
             try:
                 self._judged(session, msg_id, result)
             except Exception:
                 self.stats["internal_error"] += 1
                 logger.exception("error answering a share")
+            if pending == resume_at:  # passed on the way down from the bound: read again
+                session.protocol.resume_reading()
         if queued_since:
             self.submit_latency.observe(time.perf_counter() - queued_since, len(batch))
 
@@ -507,4 +530,14 @@ class StratumServer:
         self.stats["internal_error"] += 1
         logger.exception("share batch failed")
         for session, msg_id, _ in batch:
+            session.pending -= 1
             session.send_error(msg_id, 20, "internal error")
+            if session.pending <= session.protocol.resume_at:
+                session.protocol.resume_reading()
+
+    def _drop(self, batch) -> None:
+        """Queued shares of connections that ended: not judged, not answered."""
+        for session, _, _ in batch:
+            if session.closing:
+                session.pending -= 1
+                self.stats["dropped_requests"] += 1

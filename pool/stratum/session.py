@@ -73,6 +73,7 @@ class Session:
         "alias_counter",
         "bad_messages",
         "closed",
+        "closing",
         "connected_at",
         "difficulty",
         "extranonce_subscribed",
@@ -80,6 +81,7 @@ class Session:
         "last_activity",
         "miner_min_difficulty",
         "number",
+        "pending",
         "port",
         "protocol",
         "server",
@@ -119,7 +121,9 @@ class Session:
         self.shares_invalid = 0
         self.shares_accepted = 0
         self.bad_messages = 0
-        self.closed = False
+        self.closed = False  # the server's bookkeeping for the connection is done
+        self.closing = False  # the connection is ending: nothing more is judged or answered
+        self.pending = 0  # requests read but not yet answered (queued lines, shares waiting for a batch)
         self._queue: deque[bytes] | None = None  # lines waiting while an async handler runs
 
     @property
@@ -137,10 +141,8 @@ class Session:
     # -- input -------------------------------------------------------------------------
 
     def handle_line(self, line: bytes) -> None:
-        if self._queue is not None:
-            if len(self._queue) >= 256:
-                self._bad_message(None, "too many requests in flight")
-                return
+        if self._queue is not None:  # counted: the protocol stops reading at max_requests_in_flight
+            self.pending += 1
             self._queue.append(line)
             return
         try:
@@ -197,11 +199,14 @@ class Session:
             self.log.exception("error handling %s", method)
             self.send_error(msg_id, StratumError.OTHER, "internal error")
         queue, self._queue = self._queue, None
-        while queue and not self.closed:
+        while queue and not self.closing:
+            self.pending -= 1
             self.handle_line(queue.popleft())
             if self._queue is not None:  # another async handler started: it takes the rest
                 self._queue.extend(queue)
                 return
+        if not self.closing and self.pending <= self.protocol.resume_at:
+            self.protocol.resume_reading()
 
     def _bad_message(self, msg_id: Any, reason: str) -> None:
         self.bad_messages += 1
@@ -230,6 +235,16 @@ class Session:
 
     def close(self) -> None:
         self.protocol.close()
+
+    def drop_queued_lines(self) -> int:
+        """The connection is ending: forget the lines waiting for an async handler; how many there were."""
+        queue = self._queue
+        if not queue:
+            return 0
+        count = len(queue)
+        queue.clear()
+        self.pending -= count
+        return count
 
     # -- difficulty --------------------------------------------------------------------
 
@@ -309,7 +324,7 @@ class Session:
     async def _authorize_async(self, msg_id, user, address, worker, password) -> None:
         if not await self.server.check_address(address):
             raise StratumFault(StratumError.UNAUTHORIZED, f"not a valid {self.server.coin.name} address")
-        if not self.closed:
+        if not self.closing:
             self._authorized(msg_id, user, address, worker, password)
 
     def _authorized(self, msg_id, user, address, worker, password) -> None:
@@ -339,6 +354,8 @@ class Session:
 
     def share_judged(self, msg_id: Any, result: ShareResult, now: float | None = None) -> None:
         """Answer a judged share and account for it (called by the server, maybe after a batch)."""
+        if self.closing:  # banned or gone: no answer, no more accounting (one ban is one event)
+            return
         if result.reject is None:
             if type(msg_id) is int:
                 self.protocol.send(b'{"id":%d,"result":true,"error":null}\n' % msg_id)
@@ -346,8 +363,6 @@ class Session:
                 self.protocol.send(b'{"id":' + orjson.dumps(msg_id) + b',"result":true,"error":null}\n')
         else:
             self.send_error(msg_id, result.reject.code, result.reject.reason)
-        if self.closed:
-            return
         if now is None:
             now = self.server.clock()
         self.shares_checked += 1

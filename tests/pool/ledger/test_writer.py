@@ -133,3 +133,48 @@ async def test_writer_ignores_group_signals_and_ends_with_its_input(dsn, db, tmp
     await recorder.stop()
     assert process.returncode == 0
     assert (await counts(db))[0] == 50
+
+
+POOL = """
+import asyncio, sys, time
+from pool.ledger.writer import LedgerProcess
+from pool.ledger.recorder import ShareRecord
+
+async def main(dsn, spill_dir):
+    recorder = LedgerProcess(dsn, "litecoin", spill_dir, flush_interval_s=30)
+    await recorder.start()
+    for n in range(2000):
+        recorder.record_share(ShareRecord(
+            share_id=f"07kill{n:012x}", created=time.time(), address="ltc1qminer", worker="rig1",
+            credited_difficulty=2.0, actual_difficulty=6.0, network_difficulty=1000.0, height=100,
+            coinbase_value=625_000_000, node_id=7, ip="127.0.0.1", is_block=False))
+    await recorder._send_buffer()  # handed down the pipe; the pool dies before any answer counts
+    print(recorder._process.pid, flush=True)
+    await asyncio.sleep(3600)
+
+asyncio.run(main(sys.argv[1], sys.argv[2]))
+"""
+
+
+async def test_a_killed_pools_writer_stores_what_it_was_sent_then_ends(dsn, db, tmp_path):
+    """SIGKILL of the pool: the writer reads the end of its input, stores what it had been sent, and exits
+    (it must not die with the pool: that would lose more than the pool's own buffer)."""
+    import sys
+
+    pool = await asyncio.create_subprocess_exec(sys.executable, "-c", POOL, dsn, str(tmp_path),
+                                                stdout=asyncio.subprocess.PIPE)
+    writer = int(await asyncio.wait_for(pool.stdout.readline(), 60))
+    pool.kill()
+    await pool.wait()
+
+    def running() -> bool:
+        try:
+            with open(f"/proc/{writer}/stat") as stat:
+                return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+        except OSError:
+            return False
+
+    async with asyncio.timeout(30):
+        while running():
+            await asyncio.sleep(0.05)
+    assert (await counts(db))[0] == 2000
