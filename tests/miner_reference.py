@@ -1,5 +1,5 @@
 """The pool side of the demo miner's tests, written from the Stratum wire conventions (not from
-pool/devtools/miner.py and not from share_validator): a pool and a miner written together can agree on a
+pool/devtools/miner/ and not from share_validator): a pool and a miner written together can agree on a
 wrong byte order and still "find" shares, so the miner is checked against this and against real data.
 
 - Real mainnet blocks, tests/data/blocks/litecoin_mainnet_2265985.json and bitcoin_mainnet_951658.json

@@ -1,4 +1,4 @@
-"""The demo miner's command line (pool/devtools/miner.py): URLs, a whole run on the recorded
+"""The demo miner's command line (pool/devtools/miner/cli.py): URLs, a whole run on the recorded
 cpuminer exchange, giving up on a dead port."""
 
 from __future__ import annotations
@@ -12,10 +12,7 @@ from typing import Any
 import pytest
 from fake_pool import fake_pool, load_exchange, replay
 
-from pool.devtools.miner import (
-    main,
-    parse_stratum_url,
-)
+from pool.devtools.miner.cli import main, parse_stratum_url
 
 
 def test_parse_stratum_url() -> None:

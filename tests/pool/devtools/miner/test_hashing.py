@@ -1,4 +1,4 @@
-"""The demo miner's proof of work (pool/devtools/miner.py): the nonce scan finds the real
+"""The demo miner's proof of work (pool/devtools/miner/hashing.py): the nonce scan finds the real
 nonces of real blocks, and Stratum difficulty becomes the target cpuminer's ``diff_to_target`` gives."""
 
 from __future__ import annotations
@@ -10,13 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from miner_reference import BITCOIN, REAL_BLOCKS, RealBlock, cpuminer_share_target, share_target
 
-from pool.devtools.miner import (
-    Job,
-    bits_to_target,
-    difficulty_to_target,
-    make_work_unit,
-    scan_nonces,
-)
+from pool.devtools.miner.hashing import bits_to_target, difficulty_to_target, scan_nonces
+from pool.devtools.miner.work import Job, make_work_unit
 
 
 @pytest.mark.parametrize("block", REAL_BLOCKS, ids=lambda b: b.name)

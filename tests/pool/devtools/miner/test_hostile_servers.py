@@ -15,12 +15,10 @@ import pytest
 from fake_pool import Peer, fake_pool, fast_options, load_exchange, replay
 from miner_reference import LITECOIN, share_hash, share_header, share_target
 
-from pool.devtools.miner import (
-    MAX_CONSECUTIVE_REDIRECTS,
-    LineFramer,
-    run_miner,
-    scan_nonces,
-)
+from pool.devtools.miner import run_miner
+from pool.devtools.miner.hashing import scan_nonces
+from pool.devtools.miner.mining import MAX_CONSECUTIVE_REDIRECTS
+from pool.devtools.miner.wire import LineFramer
 
 
 def test_line_framer_splits_and_drops_overlong_lines() -> None:

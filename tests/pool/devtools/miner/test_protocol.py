@@ -1,6 +1,6 @@
 """The demo miner against a fake pool on a socket: it speaks like cpuminer on a recorded exchange, and
 handles version rolling, answers out of order, rejections, server methods, client.reconnect and clean
-jobs (pool/devtools/miner.py)."""
+jobs (pool/devtools/miner/client.py and mining.py)."""
 
 from __future__ import annotations
 

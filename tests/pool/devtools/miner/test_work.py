@@ -1,4 +1,4 @@
-"""The demo miner's work building (pool/devtools/miner.py) against real blocks: the header it
+"""The demo miner's work building (pool/devtools/miner/work.py) against real blocks: the header it
 builds from a ``mining.notify`` is the real header, version rolling rebuilds a real rolled header,
 and malformed notifies are refused."""
 
@@ -20,9 +20,9 @@ from miner_reference import (
     share_header,
 )
 
-from pool.devtools.miner import (
+from pool.devtools.miner.wire import StratumProtocolError
+from pool.devtools.miner.work import (
     Job,
-    StratumProtocolError,
     build_header,
     make_work_unit,
     prevhash_from_notify,
