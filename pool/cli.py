@@ -239,7 +239,7 @@ def cmd_devnet(args: argparse.Namespace) -> int:
 
 
 def cmd_miner(args: argparse.Namespace, rest: list[str]) -> int:
-    from pool.devtools.miner import main as miner_main
+    from pool.devtools.miner.cli import main as miner_main
 
     return miner_main(rest)
 

@@ -34,3 +34,13 @@ def test_no_module_over_600_lines():
             if lines > MAX_MODULE_LINES:
                 too_long[str(path.relative_to(ROOT))] = lines
     assert not too_long, f"modules over {MAX_MODULE_LINES} lines (split them along their concepts): {too_long}"
+
+
+def test_every_package_is_installed():
+    """pyproject.toml lists the packages by hand (pool.sql maps to sql/): a new folder must be in the list."""
+    import tomllib
+
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {".".join(init.parent.relative_to(ROOT).parts)
+             for top in ("pool", "payouts", "share_validator") for init in (ROOT / top).rglob("__init__.py")}
+    assert found - listed == set(), f"packages missing from [tool.setuptools] packages: {sorted(found - listed)}"

@@ -1,7 +1,7 @@
 """Migrations, the connection pool and share partitions against a real PostgreSQL server.
 
-The server is started by this module (pool/ledger/embedded_postgres.py) in a temporary directory, and every test gets
-a database of its own on it.
+The server is started by pool/ledger/embedded_postgres/ in a temporary directory, and every test gets a
+database of its own on it.
 """
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ from pool.ledger.database import (
     migrate,
     share_partitions,
 )
-from pool.ledger.embedded_postgres import PgServer, PgServerError, PostgresNotFound, find_postgres_bindir
+from pool.ledger.embedded_postgres import PgServer, PgServerError, PostgresNotFound
+from pool.ledger.embedded_postgres.prerequisites import find_postgres_bindir
 
 REPO_SQL = Path(__file__).resolve().parents[3] / "sql"
 SCHEMA_TABLES = {"schema_version", "shares", "shares_default", "blocks", "worker_minutes", "rounds"}

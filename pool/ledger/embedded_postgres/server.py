@@ -1,24 +1,9 @@
-"""Start and stop a real PostgreSQL server in a directory of its own, for tests and the embedded default.
+"""`PgServer`: one PostgreSQL server (postmaster) with its own data directory, listening on 127.0.0.1.
 
-``pool devnet`` and ``pool run`` without a DSN use one of these; so do the database tests.
-
-    with PgServer() as server:            # fresh temporary directory, removed on stop
-        dsn = server.dsn                   # postgresql://quarry:<password>@127.0.0.1:<port>/quarry
-        server.pause()                     # fast shutdown; data and port are kept ...
-        server.resume()                    # ... and the server comes back on the same port
-
-    async with server.lock_table("shares"):   # makes the shares table "slow": writers wait
-        ...
-
-The server runs from the Debian/Ubuntu binaries (``/usr/lib/postgresql/<version>/bin``, the newest
-version first) or whatever ``initdb`` on PATH or $QUARRY_PG_BINDIR points at. It listens on 127.0.0.1
-only, on a port picked at start, with its Unix socket inside the data directory (0700). TCP logins
-need the superuser password, generated at ``initdb`` and kept in ``<base_dir>/superuser.password``;
-the socket trusts local logins, which only the directory's owner (and root) can reach.
-
-``initdb`` and ``postgres`` refuse to run as root. Run as root, the server runs as the ``postgres``
-user if there is one, else as ``nobody`` (or as `run_as`), and its directory belongs to that user;
-the directory's parents must let that user through (``/tmp`` does).
+It listens on 127.0.0.1 only, on a port picked at start, with its Unix socket inside the data
+directory (0700). TCP logins need the superuser password, generated at ``initdb`` and kept in
+``<base_dir>/superuser.password``; the socket trusts local logins, which only the directory's owner
+(and root) can reach.
 
 The postmaster runs in the foreground of its own process group, so `stop` can shut it down the way
 ``pg_ctl`` does: SIGINT (fast shutdown), then SIGQUIT (immediate), then SIGKILL for it and its children.
@@ -35,12 +20,8 @@ from __future__ import annotations
 import asyncio
 import atexit
 import concurrent.futures
-import glob
-import grp
 import logging
 import os
-import pwd
-import re
 import secrets
 import shutil
 import signal
@@ -52,65 +33,23 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Self, TypeVar
 
+from pool.ledger.embedded_postgres.prerequisites import (
+    PgServerError,
+    check_traversable,
+    find_postgres_bindir,
+    server_user,
+)
+from pool.ledger.embedded_postgres.table_lock import TableLock
 from pool.localnet import free_loopback_port
 
 logger = logging.getLogger(__name__)
 
-INSTALL_HINT = (
-    "PostgreSQL server binaries (initdb, postgres) were not found in /usr/lib/postgresql/*/bin or on "
-    "PATH. Install them with `apt-get install -y postgresql` on Debian/Ubuntu (run `apt-get update` "
-    "first), or point the QUARRY_PG_BINDIR environment variable at the directory holding them."
-)
-BINDIR_ENV = "QUARRY_PG_BINDIR"
-DEBIAN_BINDIRS = "/usr/lib/postgresql/*/bin"
-
 #: Settings for a throw-away server (tests): nothing waits for the disk. A crash loses data.
 NON_DURABLE_SETTINGS = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
-
-#: The lock modes `lock_table` accepts (PostgreSQL's LOCK TABLE modes).
-LOCK_MODES = frozenset({
-    "ACCESS SHARE", "ROW SHARE", "ROW EXCLUSIVE", "SHARE UPDATE EXCLUSIVE", "SHARE",
-    "SHARE ROW EXCLUSIVE", "EXCLUSIVE", "ACCESS EXCLUSIVE",
-})
-_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
 _UNIX_SOCKET_PATH_MAX = 107  # sun_path is 108 bytes with the terminating NUL
 _PORT_ATTEMPTS = 3
 
 T = TypeVar("T")
-
-
-class PgServerError(RuntimeError):
-    """The PostgreSQL server could not be set up, started or stopped."""
-
-
-class PostgresNotFound(PgServerError):
-    """No PostgreSQL server binaries; the message says how to install them."""
-
-
-def find_postgres_bindir(bindir: str | os.PathLike[str] | None = None) -> Path:
-    """The directory holding ``initdb`` and ``postgres``: `bindir`, else $QUARRY_PG_BINDIR, else the
-    directory of ``initdb`` on PATH, else the newest ``/usr/lib/postgresql/<version>/bin``."""
-    if bindir is not None or os.environ.get(BINDIR_ENV):
-        candidates = [Path(bindir if bindir is not None else os.environ[BINDIR_ENV])]
-    else:
-        candidates = []
-        on_path = shutil.which("initdb")
-        if on_path:
-            candidates.append(Path(on_path).resolve().parent)
-        candidates += sorted(
-            (Path(p) for p in glob.glob(DEBIAN_BINDIRS)), key=_version_key, reverse=True
-        )
-    for candidate in candidates:
-        if all(os.access(candidate / name, os.X_OK) for name in ("initdb", "postgres")):
-            return candidate
-    looked = ", ".join(str(c) for c in candidates) or "nowhere"
-    raise PostgresNotFound(f"{INSTALL_HINT} (looked in: {looked})")
-
-
-def _version_key(path: Path) -> tuple[int, ...]:
-    """``/usr/lib/postgresql/15/bin`` -> (15,); unparsable versions sort first."""
-    digits = re.findall(r"\d+", path.parent.name)
-    return tuple(int(d) for d in digits) or (-1,)
 
 
 def _run_coroutine(make: Callable[[], Awaitable[T]]) -> T:
@@ -303,23 +242,12 @@ class PgServer:
         """As root: the unprivileged user to run as, owning the base and data directories."""
         if os.geteuid() != 0:
             return
-        data_dir = self.data_dir
-        if self._run_as_option is not None:
-            try:
-                entry = pwd.getpwnam(self._run_as_option)
-            except KeyError:
-                raise PgServerError(f"run_as: there is no user {self._run_as_option!r}") from None
-        elif data_dir.exists() and data_dir.stat().st_uid != 0:
-            entry = pwd.getpwuid(data_dir.stat().st_uid)  # an existing cluster: its owner
-        else:
-            entry = _first_user("postgres", "nobody")
-        if entry.pw_uid == 0:
-            raise PgServerError("PostgreSQL cannot run as root: run_as must name an unprivileged user")
+        entry = server_user(self._run_as_option, self.data_dir)
         self._uid, self._gid = entry.pw_uid, entry.pw_gid
         base_dir = self._require_base_dir()
         os.chown(base_dir, self._uid, self._gid)
         os.chmod(base_dir, 0o700)
-        _check_traversable(base_dir, entry, fix=self.make_traversable)
+        check_traversable(base_dir, entry, fix=self.make_traversable)
         logger.debug("running PostgreSQL as %s (uid %d)", entry.pw_name, entry.pw_uid)
 
     def _initdb(self) -> None:
@@ -524,44 +452,6 @@ class PgServer:
         return TableLock(self.dsn_for(database or self.database), table, mode=mode)
 
 
-def _first_user(*names: str) -> pwd.struct_passwd:
-    for name in names:
-        try:
-            return pwd.getpwnam(name)
-        except KeyError:
-            continue
-    raise PgServerError(
-        f"running as root, PostgreSQL needs an unprivileged user to run as; none of {names} exists "
-        "(pass run_as=...)"
-    )
-
-
-def _check_traversable(path: Path, entry: pwd.struct_passwd, *, fix: bool = False) -> None:
-    """Raise unless every parent of `path` lets `entry`'s user through (search permission).
-
-    With `fix`, a root-owned parent that is not searchable gets the search bit for others (o+x:
-    passing through by name, not listing), which is what a 0700 temporary directory needs."""
-    groups = {entry.pw_gid} | {g.gr_gid for g in grp.getgrall() if entry.pw_name in g.gr_mem}
-    for parent in path.parents:
-        status = parent.stat()
-        if fix and status.st_uid == 0 and not status.st_mode & 0o001:
-            os.chmod(parent, status.st_mode | 0o001)
-            logger.info("made %s searchable (o+x) so that PostgreSQL can reach %s", parent, path)
-            status = parent.stat()
-        if status.st_uid == entry.pw_uid:
-            allowed = status.st_mode & 0o100
-        elif status.st_gid in groups:
-            allowed = status.st_mode & 0o010
-        else:
-            allowed = status.st_mode & 0o001
-        if not allowed:
-            raise PgServerError(
-                f"PostgreSQL runs as {entry.pw_name!r} (initdb and postgres refuse root), which cannot "
-                f"reach {path} because {parent} is not searchable for it; use a directory under /tmp "
-                f"or /var/lib, or make {parent} searchable (chmod o+x)"
-            )
-
-
 def _descendants(pid: int) -> list[int]:
     """The processes below `pid` (Linux /proc; empty elsewhere)."""
     parents: dict[int, int] = {}
@@ -590,75 +480,3 @@ def _kill_tree(pid: int) -> None:
             kill(target, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
-
-
-class TableLock:
-    """Holds ``LOCK TABLE <table> IN <mode> MODE`` in a connection and transaction of its own until
-    released, so that everything else touching the table waits: PostgreSQL made slow on purpose.
-
-        async with server.lock_table("shares"):
-            ...                     # inserts into shares block here
-        # released: they go through
-
-    or ``lock = await server.lock_table("shares").acquire()`` ... ``await lock.release()``.
-    """
-
-    def __init__(self, dsn: str, table: str, *, mode: str = "ACCESS EXCLUSIVE") -> None:
-        if not _IDENTIFIER.match(table):
-            raise ValueError(f"not a plain table name: {table!r}")
-        mode = mode.upper()
-        if mode not in LOCK_MODES:
-            raise ValueError(f"unknown lock mode {mode!r}; one of {sorted(LOCK_MODES)}")
-        self.dsn = dsn
-        self.table = table
-        self.mode = mode
-        self._connection: Any = None
-        self._transaction: Any = None
-
-    @property
-    def held(self) -> bool:
-        return self._connection is not None
-
-    async def acquire(self, timeout: float = 30.0) -> Self:
-        import asyncpg
-
-        if self._connection is not None:
-            raise PgServerError("lock already held")
-        connection = await asyncpg.connect(self.dsn, timeout=timeout)
-        try:
-            transaction = connection.transaction()
-            await transaction.start()
-            await connection.execute(f"LOCK TABLE {self.table} IN {self.mode} MODE", timeout=timeout)
-        except BaseException:
-            await connection.close()
-            raise
-        self._connection, self._transaction = connection, transaction
-        return self
-
-    async def release(self) -> None:
-        """Roll back (releasing the lock) and close the connection. Idempotent; survives a server that
-        went away meanwhile."""
-        connection, self._connection = self._connection, None
-        transaction, self._transaction = self._transaction, None
-        if connection is None:
-            return
-        try:
-            await transaction.rollback()
-        except Exception:  # noqa: BLE001 - the connection may be gone; closing it frees the lock anyway
-            pass
-        finally:
-            try:
-                await connection.close(timeout=5)
-            except Exception:  # noqa: BLE001
-                connection.terminate()
-
-    async def __aenter__(self) -> Self:
-        return await self.acquire()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.release()
