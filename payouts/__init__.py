@@ -19,9 +19,10 @@ stores the credits and the report in one transaction per block.
     window streamed in newest first, whole shares summed per (address, difficulty, network
     difficulty) group, so no list of shares is kept.
     ``prop(block, round_shares, fees)``, ``solo(block, fees)``: the same report.
-    Orphaned and rejected blocks give an unpaid report with every amount 0; pending blocks and
-    blocks with no shares raise.  Input order never matters: shares are ordered by
-    ``(created, share_id)``.
+    Orphaned and rejected blocks give an unpaid report with every amount 0; pending blocks raise.
+    A block with no shares to pay (SOLO: no finder) pays the finder stored with the block, or the
+    pool's fee accounts when none is stored (``without_shares``), and says so in a note.  Input
+    order never matters: shares are ordered by ``(created, share_id)``.
 
     ``pps_credits(shares, block_value, fees, carry) -> PpsCredits(credits, carry)`` and
     ``fpps_credits(shares, fees, carry)``: per-share crediting with a per-miner integer carry in

@@ -32,6 +32,9 @@ logger = logging.getLogger(__name__)
 BLOCK_CREDIT = "block_credit"
 POOL_FEE = "pool_fee"
 FEE_RECIPIENT = "fee_recipient"
+#: Schemes that credit miners per share: a confirmed block's report credits no balance (its reward
+#: is the pool's PPS reserve), so its journal entries sum to 0, not to the reward.
+PER_SHARE_SCHEMES = ("pps", "fpps")
 
 
 class LedgerError(RuntimeError):
@@ -92,7 +95,10 @@ def _check_report(block: Mapping[str, Any], report: PayoutReport, scheme: str) -
     if wanted != given:
         raise LedgerError(f"the report is for (hash, height, reward, status, scheme) {given}, "
                           f"the block row is {wanted}")
-    if not report.paid:
+    if scheme in PER_SHARE_SCHEMES:
+        if report.paid:
+            raise LedgerError(f"block {block['hash']}: a {scheme} block report credits no balance")
+    elif not report.paid:
         raise LedgerError(f"block {block['hash']}: the report pays nothing")
 
 
@@ -132,6 +138,8 @@ async def _mark_credited(connection: asyncpg.Connection, block_id: int) -> None:
 async def credit_block(connection: asyncpg.Connection, pool: str, block_row: Mapping[str, Any],
                        report: PayoutReport, scheme: str) -> bool:
     """Credit a confirmed block by ``report``, in one transaction; True when it was credited now.
+    For PPS / FPPS the report credits nothing (``payouts.schemes.settled_per_share``): the report is
+    stored and the block marked credited, with no journal entry.
 
     False (and nothing written) when the block is already credited or is not confirmed (an
     orphaned or rejected block is never credited; a pending one waits).  Raises ``LedgerError``
@@ -152,13 +160,16 @@ async def credit_block(connection: asyncpg.Connection, pool: str, block_row: Map
             return False
         _check_report(block, report, scheme)
         entries = journal_entries(report)
-        if sum(amount for _, amount, _ in entries) != block["reward"]:
-            raise PayoutError(f"block {block['hash']}: credits do not sum to the reward {block['reward']}")
+        expected = 0 if scheme in PER_SHARE_SCHEMES else block["reward"]
+        if sum(amount for _, amount, _ in entries) != expected:
+            raise PayoutError(f"block {block['hash']}: credits do not sum to {expected} "
+                              f"(reward {block['reward']})")
         amounts: dict[str, int] = {}
         for address, amount, _ in entries:
             amounts[address] = amounts.get(address, 0) + amount
-        await _insert_journal(connection, pool, block["hash"], entries)
-        await _add_balances(connection, pool, amounts)
+        if entries:
+            await _insert_journal(connection, pool, block["hash"], entries)
+            await _add_balances(connection, pool, amounts)
         await _store_report(connection, pool, report)
         await _mark_credited(connection, block["id"])
     logger.info("block %s at %d credited: %d entries, %d satoshis", block["hash"], block["height"],
@@ -225,8 +236,9 @@ async def check_invariant(connection: asyncpg.Connection, pool: str) -> list[str
     """Every way the ledger of ``pool`` is inconsistent, as readable lines; empty when all is well.
 
     Checked, in one snapshot (REPEATABLE READ): per address, sum of journal == balance; per
-    credited block, a payout report exists and its journal entries sum to the block reward; no
-    report or block journal entry for a block that is not credited.
+    credited block, a payout report exists and its journal entries sum to the block reward (to 0
+    for a PPS / FPPS report, which credits no balance); no report or block journal entry for a
+    block that is not credited.
     """
     problems: list[str] = []
     async with connection.transaction(isolation="repeatable_read", readonly=True):
@@ -241,6 +253,7 @@ async def check_invariant(connection: asyncpg.Connection, pool: str) -> list[str
                             f"but the balance is {row['balance']}")
         rows = await connection.fetch(
             """SELECT b.height, b.hash, b.reward, b.credited, (r.block_hash IS NOT NULL) AS has_report,
+                      coalesce(r.scheme = ANY($2::text[]), false) AS per_share,
                       coalesce(j.total, 0) AS journal_total
                  FROM blocks b
                  LEFT JOIN payout_reports r ON r.block_hash = b.hash
@@ -249,7 +262,7 @@ async def check_invariant(connection: asyncpg.Connection, pool: str) -> list[str
                                AND reason IN ('block_credit', 'pool_fee', 'fee_recipient')
                              GROUP BY block_hash) j ON j.block_hash = b.hash
                 WHERE b.pool = $1 AND (b.credited OR r.block_hash IS NOT NULL OR j.block_hash IS NOT NULL)
-                ORDER BY b.height""", pool)
+                ORDER BY b.height""", pool, list(PER_SHARE_SCHEMES))
         for row in rows:
             what = f"block {row['hash']} at {row['height']}"
             if not row["credited"]:
@@ -257,7 +270,11 @@ async def check_invariant(connection: asyncpg.Connection, pool: str) -> list[str
                 continue
             if not row["has_report"]:
                 problems.append(f"{what} is credited but has no payout report")
-            if int(row["journal_total"]) != row["reward"]:
+            if row["per_share"]:
+                if int(row["journal_total"]) != 0:
+                    problems.append(f"{what}: a per-share (PPS) block has journal credits "
+                                    f"{int(row['journal_total'])}")
+            elif int(row["journal_total"]) != row["reward"]:
                 problems.append(f"{what}: journal credits sum to {int(row['journal_total'])}, "
                                 f"the reward is {row['reward']}")
         if await connection.fetchval("SELECT to_regclass('payments')") is not None:

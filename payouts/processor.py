@@ -3,10 +3,20 @@
 ``PayoutProcessor(db, pool_name, scheme, fees, factor=2)``; ``await run_once()`` takes the pool's
 payout advisory lock (another node or process already paying out: it returns at once with
 ``locked_out``), then credits each confirmed, uncredited block in height order, one transaction
-per block (``payouts.ledger.credit_block``).  A block the scheme refuses (``PayoutError``, e.g. no
-shares to pay) stops the run there and is reported in ``stuck``: later blocks wait for the operator,
-since PROP rounds depend on the order.  Any other error propagates; what was committed stays
-committed and the next run goes on from the first uncredited block.
+per block (``payouts.ledger.credit_block``: a crash mid-block leaves that block untouched, and the
+next run credits it once).  Every confirmed block is credited whatever its round holds: one with no
+stored share in its round or window pays its finder (``payouts.schemes.without_shares``); under
+PPS / FPPS a block's report credits no balance (the miners were credited per share).
+
+A block that cannot be credited for any other reason (a row the pure code refuses, a database
+error in its transaction) is skipped with an alert (logged once per block and reason; the run's
+``failed`` list, counted in the pool's metrics) and tried again by the next run; it holds back no
+other block, because no scheme's report depends on which blocks were credited before it: PPLNS
+windows and SOLO depend on the block alone, a PROP round on the *status* of the blocks below it.
+The one order that matters is PROP's: its round starts at the previous confirmed block, so a block
+waits (``waiting``) while a block below it is still ``pending`` -- if that one were confirmed
+later, both rounds would hold the same shares.  A lost database connection ends the run (the next
+run goes on from the first uncredited block).
 
 Shares.  Rows with ``credited_difficulty`` 0 (rejected block candidates) carry no work and are
 never read.  PPLNS takes the shares with ``created <= block.created`` newest first by
@@ -38,7 +48,8 @@ SOLO reads none.  The same queries run for ``verify_block``, which recomputes th
 compares it byte for byte with the stored one.
 
 PPS / FPPS (``scheme="pps"`` with ``block_value=`` the subsidy or a function of the share, or
-``"fpps"``): blocks are not credited; ``run_once`` credits the stored shares after the watermark
+``"fpps"``): blocks credit no balance (each is marked credited with a report that says so);
+``run_once`` credits the stored shares after the watermark
 ``pps_state (last_created, last_share_id)`` that are older than ``settle_s``, oldest first, in
 batches of ``page_size``, each batch in one transaction with its carry and the new watermark
 (``payouts.ledger.credit_pps_batch``).  Known limit: a share stored later than ``settle_s`` after
@@ -67,6 +78,7 @@ from payouts.schemes import (
     pplns_from_window,
     pps_credits,
     prop,
+    settled_per_share,
     solo,
 )
 
@@ -108,12 +120,18 @@ _OLDEST_QUERY = (f"SELECT share_id FROM shares WHERE {_WINDOW_SHARES} AND create
 _BOUNDARY_MARGIN = Fraction(1, 10**6)
 
 
+#: Errors that mean the database connection is gone, not that a block is wrong: they end the run.
+_CONNECTION_LOST = (OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError,
+                    asyncpg.exceptions.OperatorInterventionError)
+
+
 @dataclass
 class PayoutRun:
     """What one ``run_once`` did."""
     locked_out: bool = False
     credited: list[int] = field(default_factory=list)        # heights credited by this run
-    stuck: tuple[int, str] | None = None                     # (height, why) of a block the scheme refused
+    failed: list[tuple[int, str, str]] = field(default_factory=list)  # (height, hash, why): not credited
+    waiting: list[int] = field(default_factory=list)         # PROP: heights waiting for a pending block below
     pps_shares: int = 0                                      # PPS/FPPS: shares credited by this run
 
 
@@ -149,6 +167,7 @@ class PayoutProcessor:
         if self._factor_exact <= 0:
             raise PayoutError(f"PPLNS factor must be positive, got {factor}")
         self.page_size = page_size
+        self._alerted: dict[str, str] = {}   # block hash -> the failure already alerted
 
     # -- the run ---------------------------------------------------------------------------------
 
@@ -162,27 +181,51 @@ class PayoutProcessor:
                     return run
                 if self.scheme in SHARE_SCHEMES:
                     run.pps_shares = await self._credit_shares(connection)
-                    return run
-                blocks = await connection.fetch(
-                    "SELECT * FROM blocks WHERE pool = $1 AND status = 'confirmed' AND NOT credited "
-                    "ORDER BY height, id", self.pool_name)
-                for row in blocks:
-                    try:
-                        report = await self.compute_report(connection, row)
-                    except PayoutError as error:
-                        logger.error("pool %s: block %s at %d not credited: %s",
-                                     self.pool_name, row["hash"], row["height"], error)
-                        run.stuck = (row["height"], str(error))
-                        break
-                    if await ledger.credit_block(connection, self.pool_name, row, report, self.scheme):
-                        run.credited.append(row["height"])
+                await self._credit_blocks(connection, run)
         return run
+
+    async def _credit_blocks(self, connection: asyncpg.Connection, run: PayoutRun) -> None:
+        """Credit every confirmed, uncredited block, lowest first; a block that fails is skipped
+        with an alert (see the module docstring for why it holds back no other)."""
+        blocks = await connection.fetch(
+            "SELECT * FROM blocks WHERE pool = $1 AND status = 'confirmed' AND NOT credited "
+            "ORDER BY height, id", self.pool_name)
+        failing: dict[str, str] = {}
+        for row in blocks:
+            if self.scheme == "prop" and await self._pending_below(connection, row):
+                run.waiting.append(row["height"])
+                continue
+            try:
+                report = await self.compute_report(connection, row)
+                if await ledger.credit_block(connection, self.pool_name, row, report, self.scheme):
+                    run.credited.append(row["height"])
+            except _CONNECTION_LOST:
+                raise
+            except Exception as error:  # noqa: BLE001 - this block's fault: alert, go on with the next
+                why = f"{type(error).__name__}: {error}"
+                run.failed.append((row["height"], row["hash"], why))
+                failing[row["hash"]] = why
+                if self._alerted.get(row["hash"]) != why:
+                    logger.error("ALERT: pool %s: block %s at %d not credited: %s; the blocks after it are "
+                                 "credited all the same, this one is tried again every run",
+                                 self.pool_name, row["hash"], row["height"], why)
+                else:
+                    logger.debug("block %s at %d still not credited: %s", row["hash"], row["height"], why)
+        self._alerted = failing
+        if run.waiting:
+            logger.warning("pool %s: PROP blocks at %s wait for a pending block below them (their round "
+                           "starts at the previous confirmed block)", self.pool_name, run.waiting)
+
+    async def _pending_below(self, connection: asyncpg.Connection, row: asyncpg.Record) -> bool:
+        return await connection.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM blocks WHERE pool = $1 AND status = 'pending' "
+            "AND (height, id) < ($2, $3))", self.pool_name, row["height"], row["id"])
 
     async def compute_report(self, connection: asyncpg.Connection, row: asyncpg.Record) -> PayoutReport:
         """The pure report of the block ``row`` (a ``blocks`` row) from the stored shares."""
-        if self.scheme in SHARE_SCHEMES:
-            raise PayoutError(f"{self.scheme} credits shares, not blocks: there is no block report")
         block = _block(row)
+        if self.scheme in SHARE_SCHEMES:
+            return settled_per_share(self.scheme, block, self.fees)
         if self.scheme == "solo":
             return solo(block, self.fees)
         if self.scheme == "prop":

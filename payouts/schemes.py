@@ -22,9 +22,14 @@ of the input never changes a report.  A share id may appear only once.
 * ``pps_credits`` / ``fpps_credits``: credits per share when stored, not per block (below).
 
 Every block scheme pays only a ``confirmed`` block, returns an unpaid report (all zero) for an
-``orphaned`` or ``rejected`` one, and raises ``PayoutError`` for a ``pending`` one, for a block with
-no shares to pay (nothing is kept silently: the operator decides, e.g. pays it with ``solo``), and
-for any bad input (NaN, infinite, negative or zero difficulty; a float percent; a duplicate share).
+``orphaned`` or ``rejected`` one, and raises ``PayoutError`` for a ``pending`` one and for any bad
+input (NaN, infinite, negative or zero difficulty; a float percent; a duplicate share).  A confirmed
+block with nobody to pay by its scheme -- no stored share in its PROP round or PPLNS window (shares
+of the last flush interval are lost when the pool process is killed), or no finder for SOLO -- is
+paid all the same (``without_shares``): the miners' part goes to the finder stored with the block,
+or, when none is stored, to the pool's fee accounts in proportion to their fees; the report's note
+says which and why.  So no confirmed block is ever left unpaid for want of shares.  Under PPS and
+FPPS a confirmed block credits no balance (``settled_per_share``): its reward is the PPS reserve.
 
 PPS carry.  A share is worth, exactly,
 ``work x block value x (100 - total fee percent) / 100`` satoshis (block value: the subsidy for
@@ -60,6 +65,11 @@ from payouts.rounds import UNPAID_STATUSES, Block, ShareWork
 
 DEFAULT_PPLNS_FACTOR = 2
 PPS_UNITS_PER_SATOSHI = 10**18
+
+#: Why a round can hold no stored share, in the note of every report that pays such a block.
+EMPTY_ROUND_CAUSE = ("shares accepted within one flush interval before the pool process was killed are "
+                     "not stored")
+
 
 def newest_first(shares: Iterable[ShareWork]) -> list[ShareWork]:
     """The shares newest first by (created, share_id); PayoutError on a non-share or a repeated id."""
@@ -238,7 +248,8 @@ def pplns_from_window(block: Block, window: PplnsWindow, fees: FeeConfig) -> Pay
     if block.status in UNPAID_STATUSES:
         return _unpaid("pplns", block, fees)
     if window.oldest_share_id is None:
-        raise PayoutError(f"block {block.hash} at {block.height} has no shares to pay: nothing distributed")
+        return without_shares("pplns", block, fees,
+                              f"no share is stored at or before the block ({EMPTY_ROUND_CAUSE})")
     target, counted = window.target, window.counted
     filled = counted == target
     summary = Window(target, target, counted, filled, window.shares_counted, window.newest_share_id,
@@ -256,7 +267,7 @@ def prop(block: Block, round_shares: Iterable[ShareWork], fees: FeeConfig) -> Pa
         return _unpaid("prop", block, fees)
     ordered = newest_first(round_shares)
     if not ordered:
-        raise PayoutError(f"block {block.hash} at {block.height} has no shares to pay: nothing distributed")
+        return without_shares("prop", block, fees, f"the round has no stored share ({EMPTY_ROUND_CAUSE})")
     work_by_address: dict[str, Fraction] = {}
     for share in ordered:
         work_by_address[share.address] = work_by_address.get(share.address, Fraction(0)) + share.work
@@ -271,8 +282,52 @@ def solo(block: Block, fees: FeeConfig) -> PayoutReport:
     _check_inputs(block, fees)
     if block.status in UNPAID_STATUSES:
         return _unpaid("solo", block, fees)
+    if not block.finder_address:
+        return without_shares("solo", block, fees, "SOLO pays the block's finder")
     check_account(block.finder_address, f"block {block.hash} finder address")
     return _paid("solo", block, fees, {block.finder_address: Fraction(1)}, None, ())
+
+
+def fee_account_weights(fees: FeeConfig) -> dict[str, Fraction]:
+    """The pool's fee accounts weighted by their fee percents (the pool fee account, then each
+    recipient; zero percents left out); the pool fee account alone when every percent is zero."""
+    weights = {fees.pool_account: fees.pool_fee_percent}
+    weights.update((recipient.address, recipient.percent) for recipient in fees.recipients)
+    weights = {address: percent for address, percent in weights.items() if percent > 0}
+    return weights or {fees.pool_account: Fraction(1)}
+
+
+def without_shares(scheme: str, block: Block, fees: FeeConfig, why: str) -> PayoutReport:
+    """A confirmed block with nobody to pay by ``scheme`` (no stored share in its round or window;
+    SOLO: no finder): the block is paid all the same, never kept back.  The miners' part goes to the
+    finder stored with the block, or, when none is stored, to the pool's fee accounts in proportion
+    to their fee percents; the fees are split as always, so credits + fees == reward.  The report's
+    note says which and why."""
+    _check_inputs(block, fees)
+    if block.status in UNPAID_STATUSES:
+        return _unpaid(scheme, block, fees)
+    if block.finder_address:
+        check_account(block.finder_address, f"block {block.hash} finder address")
+        note = f"{why}: the miners' part goes to the finder {block.finder_address}"
+        return _paid(scheme, block, fees, {block.finder_address: Fraction(1)}, None, (note,))
+    note = (f"{why}; no finder is stored with the block: the miners' part goes to the pool's fee "
+            "accounts in proportion to their fees")
+    return _paid(scheme, block, fees, fee_account_weights(fees), None, (note,))
+
+
+def settled_per_share(scheme: str, block: Block, fees: FeeConfig) -> PayoutReport:
+    """PPS / FPPS: the report of a confirmed block, which credits no balance: the miners were
+    credited per share (``pps_credits``) when their shares were stored, and the block reward goes to
+    the pool's PPS reserve, from which those credits are paid.  Every amount is 0 (``paid`` False)
+    and a note says so; an orphaned or rejected block gets the usual unpaid report."""
+    if scheme not in ("pps", "fpps"):
+        raise PayoutError(f"scheme {scheme!r} credits blocks, not shares")
+    _check_inputs(block, fees)
+    if block.status in UNPAID_STATUSES:
+        return _unpaid(scheme, block, fees)
+    note = (f"{scheme.upper()}: miners were credited per share when their shares were stored; the block "
+            "reward goes to the pool's PPS reserve, which pays those credits")
+    return PayoutReport(scheme, block, fees, (), (), 0, 0, None, False, (note,))
 
 
 class PpsCredits(NamedTuple):

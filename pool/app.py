@@ -128,8 +128,11 @@ def make_payout_processor(config: PoolConfig, db: asyncpg.Pool) -> PayoutProcess
 
 
 async def run_payouts(processor: PayoutProcessor, interval_s: float, counters: dict[str, int] | None = None) -> None:
-    """Credit matured blocks (and PPS shares) every interval; one run at a time pool-wide (advisory lock)."""
-    reported = None
+    """Credit matured blocks (and PPS shares) every interval; one run at a time pool-wide (advisory lock).
+
+    ``counters`` (for the metrics): runs, failures (runs that raised), blocks_credited,
+    block_failures (a block not credited by a run: the processor logs the alert) and the gauge
+    blocks_not_credited (how many the last run could not credit)."""
     counters = counters if counters is not None else {}
     while True:
         try:
@@ -138,11 +141,9 @@ async def run_payouts(processor: PayoutProcessor, interval_s: float, counters: d
             counters["blocks_credited"] = counters.get("blocks_credited", 0) + len(result.credited)
             if result.credited:
                 logger.info("credited blocks at heights %s", result.credited)
-            if result.stuck:
-                counters["stuck"] = counters.get("stuck", 0) + 1
-            if result.stuck and result.stuck != reported:
-                logger.error("ALERT: payouts stopped at block %s: %s", *result.stuck)
-            reported = result.stuck
+            if not result.locked_out:
+                counters["block_failures"] = counters.get("block_failures", 0) + len(result.failed)
+                counters["blocks_not_credited"] = len(result.failed)
         except Exception:
             counters["failures"] = counters.get("failures", 0) + 1
             logger.exception("payout run failed; trying again next interval")

@@ -170,9 +170,12 @@ class PoolCollector(Collector):
         if rpc_latency is not None:
             yield rpc_latency.family("quarry_daemon_rpc_seconds", "Daemon RPC round trip time")
 
-        for key in ("runs", "failures", "blocks_credited", "stuck"):
+        for key in ("runs", "failures", "blocks_credited", "block_failures"):
             yield _counter(f"quarry_payout_{key}", f"Payout processor: {key.replace('_', ' ')}",
                            self.payout_counters.get(key, 0))
+        yield _gauge("quarry_payout_blocks_not_credited",
+                     "Mature blocks the last payout run could not credit (each one alerted in the log)",
+                     self.payout_counters.get("blocks_not_credited", 0))
         info = GaugeMetricFamily("quarry_pool_info", "The pool this process serves", labels=["pool", "coin"])
         info.add_metric([pool, running.config.coin.name], 1)
         yield info

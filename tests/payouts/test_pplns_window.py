@@ -11,7 +11,16 @@ from hypothesis import strategies as st
 from payouts import Block, FeeConfig, PayoutError, PplnsWindow, ShareWork, pplns, pplns_from_window
 from payouts.money import decimal_text, fraction_text
 from payouts.report import Window
-from payouts.schemes import UNPAID_STATUSES, _check_inputs, _paid, _positive_factor, _unpaid, newest_first
+from payouts.schemes import (
+    EMPTY_ROUND_CAUSE,
+    UNPAID_STATUSES,
+    _check_inputs,
+    _paid,
+    _positive_factor,
+    _unpaid,
+    newest_first,
+    without_shares,
+)
 
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -60,7 +69,8 @@ def list_pplns(block, shares, fees, *, factor=2):
         if counted == target:
             break
     if oldest is None:
-        raise PayoutError(f"block {block.hash} at {block.height} has no shares to pay: nothing distributed")
+        return without_shares("pplns", block, fees,
+                              f"no share is stored at or before the block ({EMPTY_ROUND_CAUSE})")
     filled = counted == target
     window = Window(target, target, counted, filled, shares_counted, ordered[0].share_id,
                     oldest.share_id, oldest_fraction)
@@ -142,8 +152,10 @@ def test_bad_groups_are_refused(groups):
         PplnsWindow().add_whole(groups, "s0", "s0")
 
 
-def test_an_empty_window_pays_nothing_and_says_why():
-    with pytest.raises(PayoutError, match="no shares to pay"):
-        pplns_from_window(BLOCK, PplnsWindow(), FeeConfig())
+def test_an_empty_window_pays_the_finder_and_says_why():
+    report = pplns_from_window(BLOCK, PplnsWindow(), FeeConfig())
+    assert report.paid and report.amounts() == {BLOCK.finder_address: BLOCK.reward}
+    assert "no share is stored" in report.notes[0]
+    assert report.to_json_bytes() == list_pplns(BLOCK, [], FeeConfig()).to_json_bytes()
     orphan = Block(100, "beef", 5, "A", status="orphaned")
     assert pplns_from_window(orphan, PplnsWindow(), FeeConfig()).paid is False

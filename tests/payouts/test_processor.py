@@ -82,7 +82,7 @@ async def test_pplns_credits_the_window_once(db, page_size):
     block = await add_block(db, 500, T0 + timedelta(seconds=40))   # shares 41.. come after the block
     processor = PayoutProcessor(db, POOL, "pplns", FEES, factor="1.5", page_size=page_size)
     run = await processor.run_once()
-    assert run.credited == [500] and not run.locked_out and run.stuck is None
+    assert run.credited == [500] and not run.locked_out and run.failed == []
     report = pplns(block_of(block), works(rows[:41]), FEES, factor="1.5")
     assert report.window.filled and report.window.shares_counted < 35   # the window is part of history
     balances, journal, reports = await ledger_state(db)
@@ -142,13 +142,17 @@ async def test_solo_pays_the_finder(db):
     assert (await ledger_state(db))[0] == expected_balances(solo(block_of(block), FEES))
 
 
-async def test_a_block_without_shares_stops_the_run(db):
-    await add_block(db, 900, T0)                                     # no shares at all
-    await insert_shares(db, make_shares(0, 10, start=T0 + timedelta(minutes=1)))
-    await add_block(db, 901, T0 + timedelta(hours=1))
+async def test_a_block_without_shares_pays_its_finder_and_the_run_goes_on(db):
+    first = await add_block(db, 900, T0)                             # no shares at all
+    rows = make_shares(0, 10, start=T0 + timedelta(minutes=1))
+    await insert_shares(db, rows)
+    second = await add_block(db, 901, T0 + timedelta(hours=1))
     run = await PayoutProcessor(db, POOL, "pplns", FEES).run_once()
-    assert run.credited == [] and run.stuck[0] == 900 and "no shares" in run.stuck[1]
-    assert (await ledger_state(db))[1:] == (0, 0)
+    assert run.credited == [900, 901] and run.failed == []
+    empty = pplns(block_of(first), [], FEES)
+    assert empty.amounts() == {"ltc1qbob": empty.miners_total}        # the finder stored with the block
+    assert (await ledger_state(db))[0] == expected_balances(empty, pplns(block_of(second), works(rows), FEES))
+    assert await invariant(db) == []
 
 
 async def test_a_crash_mid_block_commits_nothing_and_the_next_run_credits_once(db, monkeypatch):

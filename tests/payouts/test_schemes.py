@@ -157,11 +157,27 @@ def test_pending_block_is_not_paid():
         solo(block, FEES)
 
 
-def test_no_shares_is_an_error_not_a_silent_keep():
-    with pytest.raises(PayoutError, match="no shares to pay"):
-        pplns(BLOCK, [], FEES)
-    with pytest.raises(PayoutError, match="no shares to pay"):
-        prop(BLOCK, [], FEES)
+def test_no_shares_pays_the_finder_and_says_why():
+    # 98.5 % to the finder A, as SOLO would pay it; the note names the finder and the cause.
+    for scheme, report in (("pplns", pplns(BLOCK, [], FEES)), ("prop", prop(BLOCK, [], FEES))):
+        assert report.scheme == scheme and report.paid and report.total == REWARD
+        assert report.amounts() == {"A": 1_231_250_000} and report.window is None
+        assert "goes to the finder A" in report.notes[0] and "flush interval" in report.notes[0]
+        assert report.fee_payments[0].amount == 6_250_000 and report.pool_amount == 12_500_000
+
+
+def test_no_shares_and_no_finder_pays_the_fee_accounts():
+    # Miners' part 1_231_250_000 over the pool account (1 %) and the fund (0.5 %), 2 to 1.
+    nobody = Block(5, "cafe", REWARD, "", status="confirmed")
+    for report in (pplns(nobody, [], FEES), prop(nobody, [], FEES), solo(nobody, FEES)):
+        assert report.paid and report.total == REWARD
+        fund, pool = report.fee_payments[0].address, FEES.pool_account
+        assert report.amounts() == {fund: 410_416_666, pool: 820_833_333}
+        assert report.pool_amount == 12_500_000 + 1        # its fee and the rounding remainder
+        assert "fee accounts" in report.notes[0]
+    # No fee at all: the pool fee account takes the miners' part.
+    report = prop(nobody, [], FeeConfig("0"))
+    assert report.amounts() == {"pool": REWARD} and report.total == REWARD
 
 
 def test_prop_known_answer():
@@ -186,9 +202,9 @@ def test_solo_known_answer():
     assert odd.amounts() == {"A": 985_000_002} and (odd.pool_fee, odd.rounding_remainder) == (15_000_000, 1)
 
 
-def test_solo_needs_a_finder():
+def test_solo_refuses_a_bad_finder():
     with pytest.raises(PayoutError, match="finder address"):
-        solo(Block(1, "h", REWARD, ""), FEES)
+        solo(Block(1, "h", REWARD, "A\x00B"), FEES)
 
 
 @pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf, -1.0, 0.0, -0.0, 0, -5, "1", None, True,

@@ -37,7 +37,8 @@ async def test_pool_metrics_count_shares_rejects_latency_and_the_recorder(dsn, t
     port = free_loopback_port()
     running = RunningPool(server.pool_config, daemon, server, None, BlockSubmitter(daemon, recorder, family=BITCOIN), recorder,
                           db, recorder)
-    runner = await start_metrics_server(running, f"127.0.0.1:{port}", payout_counters={"runs": 3})
+    runner = await start_metrics_server(running, f"127.0.0.1:{port}", payout_counters={
+        "runs": 3, "block_failures": 2, "blocks_not_credited": 1})
     client = await Client.connect(server.ports[0])
     try:
         job = (await client.handshake(USER))["job"]
@@ -68,4 +69,6 @@ async def test_pool_metrics_count_shares_rejects_latency_and_the_recorder(dsn, t
     assert samples[("quarry_recorder_queue_shares", ())] == 0
     assert samples[("quarry_recorder_spill_bytes", ())] == 0
     assert samples[("quarry_payout_runs_total", ())] == 3
+    assert samples[("quarry_payout_block_failures_total", ())] == 2
+    assert samples[("quarry_payout_blocks_not_credited", ())] == 1
     assert ("quarry_daemon_rpc_seconds_count", ()) in samples
