@@ -267,7 +267,7 @@ def parse_config(data: dict, *, source: str = "<dict>", text: str = "") -> PoolC
     try:
         payout_script = family.payout_script(coin, address)
     except FamilyError as exc:
-        raise pool.error("pool.address", f"not a {coin.name} address: {exc}") from None
+        raise pool.error("pool.address", str(exc)) from None
     pool_tag = pool.get("pool_tag", str, "/quarry/")
     if len(pool_tag.encode()) > 60:
         raise pool.error("pool.pool_tag", "must be at most 60 bytes")
@@ -491,7 +491,7 @@ def _read_payouts(reader: _Reader, family: CoinFamily, coin: Coin, source: str, 
         try:
             family.payout_script(coin, address)
         except FamilyError as exc:
-            raise item.error(f"payouts.fee_recipients[{index}].address", f"not a {coin.name} address: {exc}") from None
+            raise item.error(f"payouts.fee_recipients[{index}].address", str(exc)) from None
         percent = _percent(item, f"payouts.fee_recipients[{index}].percent", item.get("percent", (str, int, float)))
         item.finish()
         recipients.append((address, percent))

@@ -91,8 +91,8 @@ def path_address(request: web.Request) -> str:
         raise ApiError(400, "malformed_address", "the address is too long")
     try:
         config.family.payout_script(config.coin, address)
-    except ValueError:  # FamilyError is one
-        raise ApiError(400, "malformed_address", f"not a {config.coin.name} address") from None
+    except ValueError as error:  # FamilyError is one; its message says what was expected
+        raise ApiError(400, "malformed_address", str(error)) from None
     if len(_VALID_ADDRESSES) >= _MAX_VALID_ADDRESSES:
         _VALID_ADDRESSES.clear()
     _VALID_ADDRESSES[(config.coin.name, address)] = None

@@ -309,6 +309,15 @@ class StratumServer:
             return True
         return None
 
+    def address_refusal(self, address: str) -> str:
+        """Why ``address`` is refused, for the miner: the family's reason (the network and the
+        forms expected), or the coin daemon's refusal of an address that decodes."""
+        try:
+            self.family.payout_script(self.coin, address)
+        except FamilyError as error:
+            return str(error)
+        return f"not a valid {self.coin.name} address: the coin daemon refused it"
+
     async def check_address(self, address: str) -> bool:
         pending = self._address_checks.get(address)
         if pending is None:

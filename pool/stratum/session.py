@@ -37,6 +37,7 @@ class SessionHost(Protocol):
     work_available: bool
 
     def address_known(self, address: str) -> bool | None: ...
+    def address_refusal(self, address: str) -> str: ...
     async def check_address(self, address: str) -> bool: ...
     def ban(self, ip: str, reason: str) -> None: ...
     def log_once(self, key: str, message: str, interval_s: float = 60.0) -> None: ...
@@ -315,7 +316,7 @@ class Session:
             raise StratumFault(StratumError.UNAUTHORIZED, "worker name must be 1-64 of A-Z a-z 0-9 _ . -")
         known = self.server.address_known(address)
         if known is False:
-            raise StratumFault(StratumError.UNAUTHORIZED, f"not a valid {self.server.coin.name} address")
+            raise StratumFault(StratumError.UNAUTHORIZED, self.server.address_refusal(address))
         if known is True:
             self._authorized(msg_id, user, address, worker or "default", password)
             return None
@@ -323,7 +324,7 @@ class Session:
 
     async def _authorize_async(self, msg_id, user, address, worker, password) -> None:
         if not await self.server.check_address(address):
-            raise StratumFault(StratumError.UNAUTHORIZED, f"not a valid {self.server.coin.name} address")
+            raise StratumFault(StratumError.UNAUTHORIZED, self.server.address_refusal(address))
         if not self.closing:
             self._authorized(msg_id, user, address, worker, password)
 

@@ -1,12 +1,17 @@
 """Addresses to output scripts: base58check (P2PKH, P2SH) and bech32/bech32m (BIP173, BIP350).
 
 ``address_to_script(coin, address)`` accepts only the coin's own address forms and
-raises ``InvalidAddress`` with the reason otherwise.  MWEB addresses (``ltcmweb1...``)
-cannot receive a coinbase output and are refused.
+raises ``InvalidAddress`` otherwise, with a message that names the network and the forms
+expected, derived from the coin data (``coins.json``): "not a Litecoin mainnet address: bech32
+prefix ltc1 or base58 L/M/3 expected", then what was wrong -- the address of another known
+network ("this is a Bitcoin mainnet address") or the decoding error ("character 'l' is not
+base58").  MWEB addresses (``ltcmweb1...``) cannot receive a coinbase output and are refused.
 """
 from __future__ import annotations
 
-from share_validator.bitcoin.coins import Coin
+from functools import cache
+
+from share_validator.bitcoin.coins import Coin, all_coins
 from share_validator.hashing import sha256d
 
 _B58_ALPHABET = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
@@ -19,7 +24,11 @@ MAX_ADDRESS_LENGTH = 90
 
 
 class InvalidAddress(ValueError):
-    """Not an address of this coin; the message says why."""
+    """Not an address of this coin; the message says why (``detail``: the decoding error alone)."""
+
+    def __init__(self, message: str, detail: str | None = None) -> None:
+        super().__init__(message)
+        self.detail = detail if detail is not None else message
 
 
 # -- base58check ---------------------------------------------------------------------
@@ -143,8 +152,85 @@ def witness_script(witness_version: int, program: bytes) -> bytes:
     return bytes([opcode, len(program)]) + program
 
 
+# -- what a coin's addresses look like ----------------------------------------------------
+
+def network_name(coin: Coin) -> str:
+    """"Litecoin mainnet", "Litecoin testnet4", "Bitcoin regtest": from the coin's name."""
+    base, _, network = coin.name.partition("-")
+    return f"{base.capitalize()} {network or 'mainnet'}"
+
+
+def base58_leading_characters(version: int, payload_size: int = 20) -> list[str]:
+    """The first characters a base58check address of version byte ``version`` can have (a
+    ``payload_size``-byte hash after the version byte, 4 bytes of checksum): ['L'] for 48."""
+    if version == 0:
+        return ["1"]  # a leading zero byte is spelt "1"
+    shift = 8 * (payload_size + 4)
+    low, high = version << shift, ((version + 1) << shift) - 1
+    leads: set[int] = set()
+    digits = 1
+    while 58 ** (digits - 1) <= high:
+        first, last = max(low, 58 ** (digits - 1)), min(high, 58**digits - 1)
+        if first <= last:
+            leads.update(range(first // 58 ** (digits - 1), last // 58 ** (digits - 1) + 1))
+        digits += 1
+    return [_B58_ALPHABET[lead] for lead in sorted(leads)]
+
+
+@cache
+def expected_forms(coin: Coin) -> str:
+    """"bech32 prefix ltc1 or base58 L/M/3 expected": the coin's address forms, from its data."""
+    leads: list[str] = []
+    for version in (coin.p2pkh_prefix, *coin.p2sh_prefixes):
+        leads += [lead for lead in base58_leading_characters(version) if lead not in leads]
+    forms = [f"bech32 prefix {coin.bech32_hrp}1"] if coin.bech32_hrp else []
+    forms.append("base58 " + "/".join(leads))
+    return " or ".join(forms) + " expected"
+
+
+def _other_networks(coin: Coin, address: str) -> str | None:
+    """What ``address`` is when it is not ``coin``'s: "this is a Bitcoin mainnet address" (the
+    form of other known networks, checksum good), or None."""
+    others = [other for other in all_coins().values() if other.name != coin.name]
+    lowered = address.lower()
+    for other in others:
+        if other.bech32_hrp and lowered.startswith(other.bech32_hrp + "1"):
+            try:
+                bech32_decode_segwit(other.bech32_hrp, address)
+            except InvalidAddress as error:
+                return f"bech32 prefix {other.bech32_hrp}1 is {network_name(other)}'s, and {error.detail}"
+            return f"this is a {network_name(other)} address"
+    try:
+        payload = b58decode_check(address)
+    except InvalidAddress:
+        return None
+    names = [network_name(other) for other in others
+             if len(payload) == 21 and payload[0] in (other.p2pkh_prefix, *other.p2sh_prefixes)]
+    if not names:
+        return None
+    listed = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]
+    return f"this is a {listed} address"
+
+
 def address_to_script(coin: Coin, address: str) -> bytes:
-    """The output script paying ``address`` on ``coin``; InvalidAddress says why not."""
+    """The output script paying ``address`` on ``coin``; InvalidAddress says why not (see the
+    module docstring)."""
+    try:
+        return _script(coin, address)
+    except InvalidAddress as error:
+        detail = error.detail
+    heading = f"not a {network_name(coin)} address: {expected_forms(coin)}"
+    if coin.mweb and coin.bech32_hrp and isinstance(address, str) \
+            and address.lower().startswith(f"{coin.bech32_hrp}mweb1"):
+        raise InvalidAddress(f"{heading} (an MWEB address cannot receive a coinbase output or a payout)",
+                             "an MWEB address")
+    other = None
+    if isinstance(address, str) and 1 <= len(address) <= MAX_ADDRESS_LENGTH and address.isascii():
+        other = _other_networks(coin, address)
+    raise InvalidAddress(f"{heading} ({other or detail})", detail)
+
+
+def _script(coin: Coin, address: str) -> bytes:
     if not isinstance(address, str):
         raise InvalidAddress("address must be a string")
     if not 1 <= len(address) <= MAX_ADDRESS_LENGTH or not address.isascii():

@@ -34,7 +34,8 @@ def example_with(old: str, new: str) -> str:
     ('coin = "litecoin"', 'coin = "dogecoin"', "pool.coin", "unknown coin 'dogecoin'; known coins"),
     ('coin = "litecoin"', "coin = 5", "pool.coin", "must be a coin name"),
     ('address = "ltc1qw508d6qejxtdg4y5r3zarvary0c5xw7kgmn4n9"', 'address = "1A1zP1eP5QGefi2DMPTfTL5SLmv7DivfNa"',
-     "pool.address", "not a litecoin address"),
+     "pool.address", "not a Litecoin mainnet address: bech32 prefix ltc1 or base58 L/M/3 expected "
+                     "(this is a Bitcoin mainnet address)"),
     ("node_id = 0", "node_id = 256", "pool.node_id", "must be in [0, 255]"),
     ("node_id = 0", "node_id = true", "pool.node_id", "must be a number"),
     ("extranonce2_size = 4", "extranonce2_size = 12", "pool.extranonce2_size", "must be in [4, 8]"),

@@ -332,6 +332,15 @@ async def test_bad_input_gets_a_json_4xx(client, path, status, code):
     assert_error(await get(client, path, status), status, code)
 
 
+async def test_a_malformed_address_is_told_what_is_wrong(client):
+    body = await get(client, f"{P}/miners/{ALICE[:-1]}b", 400)
+    assert body["error"]["message"] == (
+        "not a Litecoin regtest address: bech32 prefix rltc1 or base58 m/n/Q/2 expected "
+        "(character 'b' is not bech32)")
+    body = await get(client, f"{P}/miners/ltc1qw508d6qejxtdg4y5r3zarvary0c5xw7kgmn4n9", 400)
+    assert body["error"]["message"].endswith("(this is a Litecoin mainnet address)")
+
+
 async def test_page_size_is_clamped(client):
     assert (await get(client, f"{P}/blocks?page_size=100000"))["page_size"] == 100
     assert (await get(client, f"{P}/blocks?page_size=0"))["page_size"] == 1

@@ -59,6 +59,20 @@ async def test_authorize_refusals(make_pool, params, code):
     assert (await client.request("mining.subscribe", []))["error"] is None  # still served
 
 
+@pytest.mark.parametrize("address, reason", [
+    ("ltc1qw508d6qejxtdg4y5r3zarvary0c5xw7kgmn4n9", "(this is a Litecoin mainnet address)"),
+    ("mfWyW5fc9NUj75YAnFgoRLrjxgLDn6Ysl", "(character 'l' is not base58)"),
+])
+async def test_authorize_refusal_says_what_is_wrong_with_the_address(make_pool, address, reason):
+    pool = await make_pool()
+    client = await pool.client()
+    await client.request("mining.subscribe", [])
+    answer = await client.request("mining.authorize", [f"{address}.rig", "x"])
+    assert answer["error"][0] == 24
+    assert answer["error"][1] == ("not a Litecoin regtest address: bech32 prefix rltc1 or base58 m/n/Q/2 "
+                                  f"expected {reason}")
+
+
 async def test_authorize_before_subscribe_is_25(make_pool):
     pool = await make_pool()
     client = await pool.client()

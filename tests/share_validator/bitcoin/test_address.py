@@ -8,10 +8,13 @@ from share_validator.bitcoin.address import (
     address_to_script,
     b58decode_check,
     b58encode_check,
+    base58_leading_characters,
     bech32_encode_segwit,
+    expected_forms,
+    network_name,
     p2pkh_script,
 )
-from share_validator.bitcoin.coins import get_coin
+from share_validator.bitcoin.coins import all_coins, get_coin
 
 BTC = get_coin("bitcoin")
 BTC_TEST = get_coin("bitcoin-testnet3")
@@ -99,3 +102,53 @@ def test_arbitrary_text_never_crashes(text):
         address_to_script(LTC, text)
     except InvalidAddress:
         pass
+
+
+# -- what the refusal says ---------------------------------------------------------------------------
+
+H = bytes(range(20))
+
+
+@pytest.mark.parametrize("address, why", [
+    # The reported case: a mainnet address with a mistyped character.
+    ("LlbcHwqS2GxwMg1Y2cGzd7mkqUMZYbb2u8", "(character 'l' is not base58)"),
+    ("1A1zP1eP5QGefi2DMPTfTL5SLmv7DivfNa", "(this is a Bitcoin mainnet address)"),
+    ("bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4", "(this is a Bitcoin mainnet address)"),
+    (bech32_encode_segwit("rltc", 0, H), "(this is a Litecoin regtest address)"),
+    (b58encode_check(b"\x6f" + H), "(this is a Litecoin testnet4, Litecoin regtest, Bitcoin testnet3 or "
+                                    "Bitcoin regtest address)"),
+    ("tltc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4",
+     "(bech32 prefix tltc1 is Litecoin testnet4's, and bech32 checksum mismatch)"),
+    ("ltc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4", "(bech32 checksum mismatch)"),
+    (b58encode_check(b"\x30" + H)[:-1] + "z", "(base58 checksum mismatch)"),
+    (INVALID[-1][1], "(an MWEB address cannot receive a coinbase output or a payout)"),
+    ("", "(address length or characters out of range)"),
+    (None, "(address must be a string)"),
+])
+def test_a_refusal_names_the_network_and_the_forms_expected(address, why):
+    with pytest.raises(InvalidAddress) as caught:
+        address_to_script(LTC, address)
+    expected = "not a Litecoin mainnet address: bech32 prefix ltc1 or base58 L/M/3 expected"
+    assert str(caught.value) == f"{expected} {why}"
+
+
+def test_expected_forms_come_from_the_coin_data():
+    assert expected_forms(LTC) == "bech32 prefix ltc1 or base58 L/M/3 expected"
+    assert expected_forms(BTC) == "bech32 prefix bc1 or base58 1/3 expected"
+    assert expected_forms(BTC_TEST) == "bech32 prefix tb1 or base58 m/n/2 expected"
+    assert network_name(get_coin("litecoin-testnet4")) == "Litecoin testnet4"
+    # Every leading character the derivation gives is one a real address of that version has, and
+    # the lowest and highest hashes of each version start with one of them.
+    for coin in all_coins().values():
+        for version in (coin.p2pkh_prefix, *coin.p2sh_prefixes):
+            leads = base58_leading_characters(version)
+            for body in (bytes(20), b"\xff" * 20, H):
+                assert b58encode_check(bytes([version]) + body)[0] in leads, (coin.name, version, leads)
+
+
+@given(st.integers(1, 255))
+def test_base58_leading_characters_cover_the_extremes(version):
+    leads = base58_leading_characters(version)
+    low = b58encode_check(bytes([version]) + bytes(20))   # the checksum varies: check the bounds by hand
+    high = b58encode_check(bytes([version]) + b"\xff" * 20)
+    assert low[0] in leads and high[0] in leads
