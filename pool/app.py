@@ -57,13 +57,18 @@ class RunningPool:
     embedded_postgres: PgServer | None = None
 
 
+def embedded_postgres_dir(config: PoolConfig) -> Path:
+    """Where the embedded PostgreSQL lives (without ``database.dsn``)."""
+    return Path(config.data_dir).resolve() / "postgres"
+
+
 async def open_database(config: PoolConfig) -> tuple[asyncpg.Pool, PgServer | None, str]:
     """The configured PostgreSQL, or an embedded one in the data directory; migrated, partitions made.
     Returns the connection pool, the embedded server (None for database.dsn) and the DSN."""
     embedded = None
     dsn = config.database.dsn
     if not dsn:
-        embedded = PgServer(Path(config.data_dir).resolve() / "postgres", make_traversable=True)
+        embedded = PgServer(embedded_postgres_dir(config), make_traversable=True)
         await asyncio.to_thread(embedded.start)
         dsn = embedded.dsn
         logger.info("no database.dsn configured: using an embedded PostgreSQL in %s (port %d)",

@@ -116,10 +116,29 @@ def cmd_api(args: argparse.Namespace) -> int:
 
 
 @contextlib.asynccontextmanager
-async def _database(config):
-    """The pool's database for a one-off command (the embedded server started and stopped with it)."""
-    from pool.app import open_database
+async def _database(config, *, read_only: bool = False):
+    """The pool's database for a one-off command.  Without ``database.dsn``: the embedded server the
+    running pool started in the data directory when one runs there (PostgreSQL allows one server
+    per data directory), else one started and stopped with the command.  A read-only command
+    changes nothing on a running pool's database: it checks the schema version instead of
+    migrating."""
+    from pool.app import embedded_postgres_dir, open_database
+    from pool.ledger.running_postgres import connect_running_server
 
+    if not config.database.dsn:
+        db = await connect_running_server(embedded_postgres_dir(config))
+        if db is not None:
+            try:
+                if read_only:
+                    await _check_schema(db)
+                else:
+                    from pool.ledger.database import migrate
+
+                    await migrate(db)
+                yield db
+            finally:
+                await db.close()
+            return
     db, embedded, _ = await open_database(config)
     try:
         yield db
@@ -127,6 +146,18 @@ async def _database(config):
         await db.close()
         if embedded is not None:
             await asyncio.to_thread(embedded.stop)
+
+
+async def _check_schema(db) -> None:
+    """Exit (2) unless the database is at the schema version of this code."""
+    from pool.ledger.database import applied_migrations, load_migrations
+
+    applied = max(await applied_migrations(db), default=0)
+    known = max((migration.version for migration in load_migrations()), default=0)
+    if applied != known:
+        print(f"pool: the database is at schema version {applied} and this quarry is at {known}: run the "
+              "running pool's own version of this command, or `pool migrate`", file=sys.stderr)
+        raise SystemExit(2)
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
@@ -157,7 +188,7 @@ def cmd_verify_block(args: argparse.Namespace) -> int:
     async def main() -> int:
         from pool.app import make_payout_processor
 
-        async with _database(config) as db:
+        async with _database(config, read_only=True) as db:
             ok, detail = await make_payout_processor(config, db).verify_block(args.height)
         print(f"block {args.height}: {'OK' if ok else 'MISMATCH'}: {detail}")
         return 0 if ok else 1
@@ -198,7 +229,7 @@ def cmd_check_ledger(args: argparse.Namespace) -> int:
         from pool.app import make_payment_sender, wallet_client
         from pool.rpc.wire import DaemonError
 
-        async with _database(config) as db:
+        async with _database(config, read_only=True) as db:
             async with db.acquire() as connection:
                 problems = await check_invariant(connection, config.pool_name)
             for line in problems:
