@@ -7,13 +7,14 @@ documents every key.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import re
 import tomllib
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from pool.families import Coin, CoinFamily, FamilyError, UnknownCoin, find_coin
 
@@ -123,6 +124,12 @@ class PayoutsConfig:
     wallet_url: str = ""                      # "" = the first daemon's URL
 
 
+class TrustedNetwork(NamedTuple):  # its IPs' own API limit (rate 0: none; burst None: api.rate_limit_burst)
+    network: ipaddress.IPv4Network | ipaddress.IPv6Network
+    rate_limit_per_s: float = 0.0
+    rate_limit_burst: int | None = None
+
+
 @dataclass(frozen=True)
 class ApiConfig:
     enabled: bool = False  # `pool run` starts the API in a process of its own
@@ -132,6 +139,7 @@ class ApiConfig:
     rate_limit_per_s: float = 20.0  # requests per second per client IP (0 = no limit)
     rate_limit_burst: int = 40
     trust_forwarded_for: bool = False  # behind a reverse proxy: the client is X-Forwarded-For's last hop
+    trusted_networks: tuple[TrustedNetwork, ...] = ()  # networks with their own limit (or none)
     cache_s: float = 10.0  # pool-wide figures (hashrate, top miners) are recomputed at most this often
     metrics_listen: str = ""  # HOST:PORT of the pool process's own /metrics ("" = off)
     workers: int = 1  # API processes sharing the listening socket (one core each, at most)
@@ -539,6 +547,29 @@ _ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(:\d{1,5})?")
 _LISTEN = re.compile(r"(?P<host>[A-Za-z0-9.-]+|\[[0-9A-Fa-f:]+\]):(?P<port>\d{1,5})")
 
 
+def _read_trusted_networks(reader: _Reader) -> tuple[TrustedNetwork, ...]:
+    form, networks = '"127.0.0.0/8" or a table { network = "10.0.0.0/8", rate_limit_per_s = 200 }', []
+    for index, entry in enumerate(reader.get("trusted_networks", list, [], allowed=f"a list of {form}")):
+        key, rate, burst, text = f"api.trusted_networks[{index}]", 0.0, None, entry
+        if isinstance(entry, dict):
+            item = _Reader(entry, key, reader.source, reader.text)
+            text = item.get("network", str, allowed='a network such as "10.0.0.0/8"')
+            rate = item.number("rate_limit_per_s", 0.0, 0, 1_000_000)
+            if "rate_limit_burst" in entry:
+                burst = item.number("rate_limit_burst", 0, 1, 1_000_000, integer=True)
+            item.finish()
+        elif not isinstance(entry, str):
+            raise reader.error(key, f"must be a network such as {form}, not {entry!r}")
+        try:
+            network = ipaddress.ip_network(text.strip())  # strict: "10.0.0.1/8" has host bits set
+        except ValueError as exc:
+            raise reader.error(key, f"{text!r} is not a network in CIDR notation: {exc}") from None
+        if any(other.network == network for other in networks):
+            raise reader.error(key, f"{network} is listed twice")
+        networks.append(TrustedNetwork(network, rate, burst))
+    return tuple(networks)
+
+
 def _read_api(reader: _Reader) -> ApiConfig:
     origins = reader.get("cors_origins", list, [], allowed='a list of origins such as ["https://pool.example"]')
     for origin in origins:
@@ -560,6 +591,7 @@ def _read_api(reader: _Reader) -> ApiConfig:
         rate_limit_per_s=reader.number("rate_limit_per_s", 20.0, 0, 1_000_000),
         rate_limit_burst=reader.number("rate_limit_burst", 40, 1, 1_000_000, integer=True),
         trust_forwarded_for=reader.get("trust_forwarded_for", bool, False),
+        trusted_networks=_read_trusted_networks(reader),
         cache_s=reader.number("cache_s", 10.0, 0, 3600),
         metrics_listen=metrics_listen,
         workers=reader.number("workers", 1, 1, 64, integer=True),

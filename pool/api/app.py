@@ -24,13 +24,13 @@ from pool.api.middleware import (
     LIMITER,
     METRICS,
     ApiMetrics,
-    RateLimiter,
     cors_middleware,
     error_middleware,
     metrics_middleware,
     rate_limit_middleware,
 )
 from pool.api.openapi import openapi_document
+from pool.api.ratelimit import RateLimits
 from pool.api.routes import CONFIG, DASHBOARD, DASHBOARD_ROUTES, DATA, FEED, OPENAPI, ROUTES, load_dashboard
 from pool.config import API_DSN_ENV, PoolConfig
 from pool.rpc.client import DaemonClient
@@ -58,7 +58,7 @@ def make_app(config: PoolConfig, db: asyncpg.Pool, *, network_poll_s: float | No
     asks no daemon (network figures then come from the ledger's latest block)."""
     api = config.api
     data = PoolData(config, db, clock=clock)
-    limiter = RateLimiter(api.rate_limit_per_s, api.rate_limit_burst)
+    limiter = RateLimits(api.rate_limit_per_s, api.rate_limit_burst, api.trusted_networks)
     # Request lines up to 64 KiB reach the middlewares (a long path gets a JSON 414, not the parser's 400).
     app = web.Application(handler_args={"max_line_size": 65536, "max_field_size": 16384}, middlewares=[
         metrics_middleware,

@@ -2,7 +2,8 @@
 
 An error is a JSON document ``{"error": {"status", "code", "message"}}`` (`ApiError` from a route, or
 the server's 404 and 405); a database that cannot answer gives 503. Every client IP has a token bucket
-(``api.rate_limit_per_s``, ``api.rate_limit_burst``); CORS answers the origins in ``api.cors_origins``.
+(``api.rate_limit_per_s``, ``api.rate_limit_burst``; ``api.trusted_networks`` have their own or none:
+``pool.api.ratelimit``); CORS answers the origins in ``api.cors_origins``.
 Every request is counted by route and status, and timed (`ApiMetrics`, served at ``/metrics``).
 """
 from __future__ import annotations
@@ -12,7 +13,6 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable
 from typing import Any
 
 import asyncpg
@@ -24,10 +24,11 @@ from prometheus_client.registry import Collector
 from pool.api.caches import DataUnavailable
 from pool.api.data import PoolData
 from pool.api.formats import dump_json
+from pool.api.ratelimit import RateLimits, client_ip
 
 logger = logging.getLogger(__name__)
 
-LIMITER = web.AppKey("limiter", "RateLimiter")
+LIMITER = web.AppKey("limiter", "RateLimits")
 METRICS = web.AppKey("metrics", "ApiMetrics")
 
 MAX_PATH_BYTES = 2048
@@ -60,54 +61,6 @@ def error_response(status: int, code: str, message: str, headers: dict[str, str]
 
 
 # -- rate limit, CORS, errors, metrics -------------------------------------------------------------------
-
-
-class RateLimiter:
-    """A token bucket per client IP: ``rate`` tokens a second, at most ``burst``; bounded memory."""
-
-    def __init__(self, rate: float, burst: int, *, max_clients: int = 100_000,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self.rate = rate
-        self.burst = float(burst)
-        self.max_clients = max_clients
-        self.clock = clock
-        self.buckets: dict[str, list[float]] = {}
-
-    def take(self, client: str) -> float:
-        """0 when the request may go on, else the seconds until it would."""
-        if self.rate <= 0:
-            return 0.0
-        now = self.clock()
-        bucket = self.buckets.get(client)
-        if bucket is None:
-            if len(self.buckets) >= self.max_clients:
-                self._forget(now)
-            bucket = self.buckets[client] = [self.burst, now]
-        tokens = min(self.burst, bucket[0] + (now - bucket[1]) * self.rate)
-        bucket[1] = now
-        if tokens >= 1.0:
-            bucket[0] = tokens - 1.0
-            return 0.0
-        bucket[0] = tokens
-        return (1.0 - tokens) / self.rate
-
-    def _forget(self, now: float) -> None:
-        """Drop the clients whose bucket has refilled (they lose nothing); the oldest half if none has."""
-        full_after = self.burst / self.rate
-        for client in [c for c, (_, last) in self.buckets.items() if now - last >= full_after]:
-            del self.buckets[client]
-        if len(self.buckets) >= self.max_clients:
-            for client in sorted(self.buckets, key=lambda c: self.buckets[c][1])[: len(self.buckets) // 2]:
-                del self.buckets[client]
-
-
-def client_ip(request: web.Request, trust_forwarded_for: bool) -> str:
-    if trust_forwarded_for:
-        forwarded = request.headers.get("X-Forwarded-For", "")
-        hop = forwarded.rsplit(",", 1)[-1].strip()
-        if hop:
-            return hop[:64]
-    return request.remote or ""
 
 
 class ApiMetrics:
@@ -262,7 +215,7 @@ async def error_middleware(request: web.Request, handler) -> web.StreamResponse:
         return error_response(500, "internal_error", "internal error")
 
 
-def rate_limit_middleware(limiter: RateLimiter, trust_forwarded_for: bool):
+def rate_limit_middleware(limiter: RateLimits, trust_forwarded_for: bool):
     @web.middleware
     async def rate_limit(request: web.Request, handler) -> web.StreamResponse:
         if request.path != "/metrics":

@@ -79,6 +79,21 @@ def example_with(old: str, new: str) -> str:
     ("shutdown_drain_s = 10.0", "shutdown_drain_s = -1", "blocks.shutdown_drain_s", "must be in [0, 3600]"),
     ("shutdown_drain_s = 10.0", 'shutdown_drain_s = "10"', "blocks.shutdown_drain_s", "must be a number"),
     ("late_submit_deadline_s = 10.0", "late_submit_deadline_s = inf", "blocks.late_submit_deadline_s", "finite"),
+    ("trusted_networks = []", 'trusted_networks = ["127.0.0.1/8"]', "api.trusted_networks[0]",
+     "'127.0.0.1/8' is not a network in CIDR notation: 127.0.0.1/8 has host bits set"),
+    ("trusted_networks = []", 'trusted_networks = ["::1/128", "localhost"]', "api.trusted_networks[1]",
+     "'localhost' is not a network in CIDR notation"),
+    ("trusted_networks = []", 'trusted_networks = ["10.0.0.0/33"]', "api.trusted_networks[0]", "not a network"),
+    ("trusted_networks = []", "trusted_networks = [5]", "api.trusted_networks[0]", 'such as "127.0.0.0/8"'),
+    ("trusted_networks = []", 'trusted_networks = "127.0.0.0/8"', "api.trusted_networks", "must be a list"),
+    ("trusted_networks = []", 'trusted_networks = ["10.0.0.0/8", "10.0.0.0/8"]', "api.trusted_networks[1]",
+     "listed twice"),
+    ("trusted_networks = []", 'trusted_networks = [{ network = "10.0.0.0/8", rate_limit_per_s = -1 }]',
+     "api.trusted_networks[0].rate_limit_per_s", "must be in"),
+    ("trusted_networks = []", 'trusted_networks = [{ network = "10.0.0.0/8", rate = 5 }]',
+     "api.trusted_networks[0].rate", "unknown key"),
+    ("trusted_networks = []", 'trusted_networks = [{ rate_limit_per_s = 5 }]', "api.trusted_networks[0].network",
+     "is required"),
 ])
 def test_bad_values_name_key_file_and_line(tmp_path, old, new, key, message):
     path = write(tmp_path, example_with(old, new))
@@ -92,6 +107,17 @@ def test_bad_values_name_key_file_and_line(tmp_path, old, new, key, message):
     if line and "same port" not in message:
         lines = path.read_text().splitlines()
         assert key.rsplit(".", 1)[-1].split("[")[0] in lines[int(line.group(1)) - 1]
+
+
+def test_trusted_networks_are_exempt_or_have_their_own_limit(tmp_path):
+    config = load_config(write(tmp_path, example_with("trusted_networks = []", (
+        'trusted_networks = ["127.0.0.0/8", "::1", '
+        '{ network = "10.1.0.0/16", rate_limit_per_s = 200, rate_limit_burst = 400 }, '
+        '{ network = "192.0.2.0/24" }]'))))
+    networks = [(str(n.network), n.rate_limit_per_s, n.rate_limit_burst) for n in config.api.trusted_networks]
+    assert networks == [("127.0.0.0/8", 0.0, None), ("::1/128", 0.0, None), ("10.1.0.0/16", 200.0, 400),
+                        ("192.0.2.0/24", 0.0, None)]
+    assert load_config(EXAMPLE).api.trusted_networks == ()
 
 
 def test_missing_sections(tmp_path):

@@ -3,6 +3,7 @@ the OpenAPI document against the routes, the live feed, /metrics."""
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import time
 
 import orjson
@@ -12,8 +13,9 @@ from api_seed import ALICE, BOB, CAROL, HOSTILE_WORKER, POOL, api_config, seed
 
 from payouts import merkle
 from pool.api.app import make_app
-from pool.api.middleware import RateLimiter
+from pool.api.ratelimit import RateLimiter, RateLimits
 from pool.api.routes import DASHBOARD_CSP, DASHBOARD_ROUTES, DATA, FEED, ROUTES
+from pool.config import TrustedNetwork
 
 P = f"/api/v1/pools/{POOL}"
 
@@ -388,6 +390,53 @@ async def test_rate_limit_by_forwarded_for_only_when_trusted(db, seeded):
         assert (await client.get(P, headers={"X-Forwarded-For": "2.2.2.2, 10.0.0.1"})).status == 429
     finally:
         await client.close()
+
+
+async def test_a_trusted_network_is_not_limited_with_the_public(db, seeded):
+    # The test client comes from 127.0.0.1: the operator's own monitoring on the pool's machine.
+    client = await client_for(db, rate_limit_per_s=1, rate_limit_burst=2, trusted_networks=["127.0.0.0/8"])
+    try:
+        assert {(await client.get(P)).status for _ in range(20)} == {200}
+    finally:
+        await client.close()
+
+
+async def test_a_trusted_network_with_its_own_limit(db, seeded):
+    client = await client_for(db, rate_limit_per_s=1, rate_limit_burst=2, trusted_networks=[
+        {"network": "127.0.0.0/8", "rate_limit_per_s": 1, "rate_limit_burst": 5}])
+    try:
+        statuses = [(await client.get(P)).status for _ in range(7)]
+        assert statuses == [200] * 5 + [429] * 2
+    finally:
+        await client.close()
+
+
+async def test_trusted_networks_behind_a_proxy_by_forwarded_for(db, seeded):
+    client = await client_for(db, rate_limit_per_s=1, rate_limit_burst=1, trust_forwarded_for=True,
+                              trusted_networks=["10.0.0.0/8", "2001:db8::/32"])
+    try:
+        for hop in ("10.1.2.3", "2001:db8::7", "::ffff:10.9.9.9"):
+            statuses = {(await client.get(P, headers={"X-Forwarded-For": f"203.0.113.9, {hop}"})).status
+                        for _ in range(5)}
+            assert statuses == {200}, hop
+        public = [(await client.get(P, headers={"X-Forwarded-For": "203.0.113.9"})).status for _ in range(3)]
+        assert public == [200, 429, 429]
+        # A hop that is not an IP address is a public client.
+        junk = [(await client.get(P, headers={"X-Forwarded-For": "10.0.0.1x"})).status for _ in range(2)]
+        assert junk == [200, 429]
+    finally:
+        await client.close()
+
+
+def test_rate_limits_pick_the_most_specific_network():
+    now = [0.0]
+    limits = RateLimits(1.0, 1, (TrustedNetwork(ipaddress.ip_network("10.0.0.0/8")),
+                                 TrustedNetwork(ipaddress.ip_network("10.5.0.0/16"), 1.0, 3)),
+                        clock=lambda: now[0])
+    assert [limits.take("10.9.0.1") for _ in range(10)] == [0.0] * 10                # exempt
+    assert [limits.take("10.5.0.1") == 0 for _ in range(4)] == [True, True, True, False]   # its own limit
+    assert [limits.take("192.0.2.1") == 0 for _ in range(2)] == [True, False]            # the public's
+    assert limits.take("not an address") == 0 and limits.take("not an address") > 0
 
 
 def test_rate_limiter_refills_and_bounds_its_memory():
