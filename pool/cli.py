@@ -29,7 +29,8 @@ def _run_async(coro) -> int:
 
 
 def _load(path: str):
-    from pool.config import ConfigError, load_config
+    from pool.config import load_config
+    from pool.tables import ConfigError
 
     try:
         return load_config(path)

@@ -8,22 +8,18 @@ documents every key.
 from __future__ import annotations
 
 import ipaddress
-import math
 import re
 import tomllib
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from pool.families import Coin, CoinFamily, FamilyError, UnknownCoin, find_coin
+from pool.tables import ConfigError, TableReader
 
 #: `pool run` hands the API process its database DSN here (not on the command line, where `ps` shows it).
 API_DSN_ENV = "QUARRY_API_DSN"
-
-
-class ConfigError(ValueError):
-    """A configuration problem; the message names the key, the file and the line."""
 
 
 @dataclass(frozen=True)
@@ -180,74 +176,6 @@ class PoolConfig:
 # -- reading -------------------------------------------------------------------------------
 
 
-class _Reader:
-    """Takes keys out of one TOML table, checking each; what is left over is an unknown key."""
-
-    def __init__(self, table: Any, section: str, source: str, text: str) -> None:
-        self.section = section
-        self.source = source
-        self.text = text
-        if not isinstance(table, dict):
-            raise self.error(section, f"must be a table, not {type(table).__name__}")
-        self.table = dict(table)
-
-    def line_of(self, key: str) -> int | None:
-        last = key.rsplit(".", 1)[-1].split("[", 1)[0]
-        for number, line in enumerate(self.text.splitlines(), start=1):
-            if re.match(rf"\s*{re.escape(last)}\s*=", line):
-                return number
-        return None
-
-    def error(self, key: str, message: str) -> ConfigError:
-        line = self.line_of(key) if key else None
-        where = f"{self.source}:{line}" if line else self.source
-        return ConfigError(f"{where}: {key}: {message}")
-
-    def _name(self, key: str) -> str:
-        return f"{self.section}.{key}" if self.section else key
-
-    def get(self, key: str, kind: type | tuple, default: Any = ..., *, allowed: str = "") -> Any:
-        name = self._name(key)
-        if key not in self.table:
-            if default is ...:
-                raise self.error(name, f"is required ({allowed or kind_name(kind)})")
-            return default
-        value = self.table.pop(key)
-        kinds = kind if isinstance(kind, tuple) else (kind,)
-        if float in kinds and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if isinstance(value, bool) and bool not in kinds or not isinstance(value, kinds):
-            raise self.error(name, f"must be {allowed or kind_name(kind)}, not {value!r}")
-        if isinstance(value, float) and not math.isfinite(value):
-            raise self.error(name, f"must be a finite number, not {value!r}")
-        return value
-
-    def number(self, key: str, default: Any, low: float, high: float, *, integer: bool = False) -> Any:
-        kind = int if integer else float
-        value = self.get(key, kind, default, allowed=f"a number in [{low}, {high}]")
-        if not low <= value <= high:
-            raise self.error(self._name(key), f"must be in [{low}, {high}], not {value!r}")
-        return value
-
-    def finish(self) -> None:
-        if self.table:
-            key = sorted(self.table)[0]
-            raise self.error(self._name(key), "unknown key")
-
-
-def kind_name(kind: type | tuple) -> str:
-    kinds = kind if isinstance(kind, tuple) else (kind,)
-    names = {
-        str: "a string",
-        int: "an integer",
-        float: "a number",
-        bool: "true or false",
-        list: "a list",
-        dict: "a table",
-    }
-    return " or ".join(names.get(k, k.__name__) for k in kinds)
-
-
 def load_config(path: str | Path) -> PoolConfig:
     path = Path(path)
     try:
@@ -264,8 +192,8 @@ def load_config(path: str | Path) -> PoolConfig:
 
 
 def parse_config(data: dict, *, source: str = "<dict>", text: str = "") -> PoolConfig:
-    root = _Reader(data, "", source, text)
-    pool = _Reader(root.get("pool", dict), "pool", source, text)
+    root = TableReader(data, "", source, text)
+    pool = TableReader(root.get("pool", dict), "pool", source, text)
     coin_name = pool.get("coin", str, allowed="a coin name such as 'litecoin'")
     try:
         family, coin = find_coin(coin_name)
@@ -298,21 +226,21 @@ def parse_config(data: dict, *, source: str = "<dict>", text: str = "") -> PoolC
         raise root.error("daemons", "at least one [[daemons]] entry is required")
     daemons = []
     for index, entry in enumerate(daemons_raw):
-        reader = _Reader(entry, f"daemons[{index}]", source, text)
+        reader = TableReader(entry, f"daemons[{index}]", source, text)
         url = reader.get("url", str, allowed="an http:// URL")
         if not re.fullmatch(r"https?://[^\s/]+(/.*)?", url):
             raise reader.error(f"daemons[{index}].url", f"must be an http:// URL, not {url!r}")
         daemons.append(DaemonConfig(url, reader.get("user", str, None), reader.get("password", str, None)))
         reader.finish()
 
-    stratum = _read_stratum(_Reader(root.get("stratum", dict), "stratum", source, text), source, text)
-    work = _read_work(_Reader(root.get("work", dict, {}), "work", source, text))
-    database = _read_database(_Reader(root.get("database", dict, {}), "database", source, text))
-    redis = _read_redis(_Reader(root.get("redis", dict, {}), "redis", source, text))
-    blocks = _read_blocks(_Reader(root.get("blocks", dict, {}), "blocks", source, text), coin)
-    payouts = _read_payouts(_Reader(root.get("payouts", dict, {}), "payouts", source, text), family, coin,
+    stratum = _read_stratum(TableReader(root.get("stratum", dict), "stratum", source, text), source, text)
+    work = _read_work(TableReader(root.get("work", dict, {}), "work", source, text))
+    database = _read_database(TableReader(root.get("database", dict, {}), "database", source, text))
+    redis = _read_redis(TableReader(root.get("redis", dict, {}), "redis", source, text))
+    blocks = _read_blocks(TableReader(root.get("blocks", dict, {}), "blocks", source, text), coin)
+    payouts = _read_payouts(TableReader(root.get("payouts", dict, {}), "payouts", source, text), family, coin,
                             source, text)
-    api = _read_api(_Reader(root.get("api", dict, {}), "api", source, text))
+    api = _read_api(TableReader(root.get("api", dict, {}), "api", source, text))
     root.finish()
     return PoolConfig(
         family=family,
@@ -338,13 +266,13 @@ def parse_config(data: dict, *, source: str = "<dict>", text: str = "") -> PoolC
     )
 
 
-def _read_stratum(reader: _Reader, source: str, text: str) -> StratumConfig:
+def _read_stratum(reader: TableReader, source: str, text: str) -> StratumConfig:
     ports_raw = reader.get("ports", list, allowed="a list of [[stratum.ports]] tables")
     if not ports_raw:
         raise reader.error("stratum.ports", "at least one [[stratum.ports]] entry is required")
     ports = []
     for index, entry in enumerate(ports_raw):
-        port = _Reader(entry, f"stratum.ports[{index}]", source, text)
+        port = TableReader(entry, f"stratum.ports[{index}]", source, text)
         number = port.number("port", ..., 0, 65535, integer=True)  # 0: any free port
         min_difficulty = port.number("min_difficulty", 0.001, 1e-12, 1e18)
         max_difficulty = port.number("max_difficulty", 1e15, 1e-12, 1e18)
@@ -393,7 +321,7 @@ def _read_stratum(reader: _Reader, source: str, text: str) -> StratumConfig:
     return config
 
 
-def _read_work(reader: _Reader) -> WorkConfig:
+def _read_work(reader: TableReader) -> WorkConfig:
     notify_listen = reader.get("notify_listen", str, "")
     if notify_listen and not re.fullmatch(
         r"127\.\d+\.\d+\.\d+:\d{1,5}|\[::1\]:\d{1,5}|localhost:\d{1,5}", notify_listen
@@ -414,7 +342,7 @@ def _read_work(reader: _Reader) -> WorkConfig:
     return config
 
 
-def _read_database(reader: _Reader) -> DatabaseConfig:
+def _read_database(reader: TableReader) -> DatabaseConfig:
     dsn = reader.get("dsn", str, "")
     if dsn and not re.match(r"postgres(ql)?://", dsn):
         raise reader.error("database.dsn", "must be a postgresql:// DSN, or empty for the embedded server")
@@ -429,7 +357,7 @@ def _read_database(reader: _Reader) -> DatabaseConfig:
     return config
 
 
-def _read_redis(reader: _Reader) -> RedisConfig:
+def _read_redis(reader: TableReader) -> RedisConfig:
     url = reader.get("url", str, "")
     if url and not re.match(r"rediss?://|unix://", url):
         raise reader.error("redis.url", "must be a redis:// URL, or empty for in-process statistics")
@@ -437,7 +365,7 @@ def _read_redis(reader: _Reader) -> RedisConfig:
     return RedisConfig(url=url)
 
 
-def _read_blocks(reader: _Reader, coin: Coin) -> BlocksConfig:
+def _read_blocks(reader: TableReader, coin: Coin) -> BlocksConfig:
     confirmations = reader.number("confirmations", 0, 0, 100_000, integer=True)
     if confirmations and confirmations < coin.coinbase_maturity:
         raise reader.error("blocks.confirmations",
@@ -453,7 +381,7 @@ def _read_blocks(reader: _Reader, coin: Coin) -> BlocksConfig:
     return config
 
 
-def _percent(reader: _Reader, key: str, value: object) -> str:
+def _percent(reader: TableReader, key: str, value: object) -> str:
     """Percents as exact decimal strings: a TOML number is read by its spelling, never as a binary float."""
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
         raise reader.error(key, f"must be a percent such as \"1.5\", not {value!r}")
@@ -467,7 +395,7 @@ def _percent(reader: _Reader, key: str, value: object) -> str:
     return text
 
 
-def _coins(reader: _Reader, key: str, value: object, *, low: int) -> int:
+def _coins(reader: TableReader, key: str, value: object, *, low: int) -> int:
     """An amount of coins written as a decimal ("0.05", or a TOML number read by its spelling) ->
     integer satoshis; at least ``low`` satoshis, whole satoshis only."""
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
@@ -487,14 +415,14 @@ def _coins(reader: _Reader, key: str, value: object, *, low: int) -> int:
     return int(satoshis)
 
 
-def _read_payouts(reader: _Reader, family: CoinFamily, coin: Coin, source: str, text: str) -> PayoutsConfig:
+def _read_payouts(reader: TableReader, family: CoinFamily, coin: Coin, source: str, text: str) -> PayoutsConfig:
     scheme = reader.get("scheme", str, "pplns")
     if scheme not in ("pplns", "prop", "solo", "pps", "fpps"):
         raise reader.error("payouts.scheme", "must be one of pplns, prop, solo, pps, fpps")
     fee = _percent(reader, "payouts.pool_fee_percent", reader.get("pool_fee_percent", (str, int, float), "1"))
     recipients = []
     for index, entry in enumerate(reader.get("fee_recipients", list, [])):
-        item = _Reader(entry, f"payouts.fee_recipients[{index}]", source, text)
+        item = TableReader(entry, f"payouts.fee_recipients[{index}]", source, text)
         address = item.get("address", str, allowed="an address of the coin")
         try:
             family.payout_script(coin, address)
@@ -547,12 +475,12 @@ _ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(:\d{1,5})?")
 _LISTEN = re.compile(r"(?P<host>[A-Za-z0-9.-]+|\[[0-9A-Fa-f:]+\]):(?P<port>\d{1,5})")
 
 
-def _read_trusted_networks(reader: _Reader) -> tuple[TrustedNetwork, ...]:
+def _read_trusted_networks(reader: TableReader) -> tuple[TrustedNetwork, ...]:
     form, networks = '"127.0.0.0/8" or a table { network = "10.0.0.0/8", rate_limit_per_s = 200 }', []
     for index, entry in enumerate(reader.get("trusted_networks", list, [], allowed=f"a list of {form}")):
         key, rate, burst, text = f"api.trusted_networks[{index}]", 0.0, None, entry
         if isinstance(entry, dict):
-            item = _Reader(entry, key, reader.source, reader.text)
+            item = TableReader(entry, key, reader.source, reader.text)
             text = item.get("network", str, allowed='a network such as "10.0.0.0/8"')
             rate = item.number("rate_limit_per_s", 0.0, 0, 1_000_000)
             if "rate_limit_burst" in entry:
@@ -570,7 +498,7 @@ def _read_trusted_networks(reader: _Reader) -> tuple[TrustedNetwork, ...]:
     return tuple(networks)
 
 
-def _read_api(reader: _Reader) -> ApiConfig:
+def _read_api(reader: TableReader) -> ApiConfig:
     origins = reader.get("cors_origins", list, [], allowed='a list of origins such as ["https://pool.example"]')
     for origin in origins:
         if not isinstance(origin, str) or not (origin == "*" or _ORIGIN.fullmatch(origin)):

@@ -6,7 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pool.config import ConfigError, load_config, parse_config
+from pool.config import load_config, parse_config
+from pool.tables import ConfigError
 
 EXAMPLE = pathlib.Path(__file__).resolve().parents[2] / "deploy" / "pool.example.toml"
 
