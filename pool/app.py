@@ -245,14 +245,22 @@ async def run_pool(config: PoolConfig, shutdown: asyncio.Event, *, recorder: Rec
         async with DaemonClient(endpoints, request_timeout=15.0, retry_max_time=10.0) as daemon:
             validator = config.family.share_checker(config.coin, ntime_future_s=config.work.ntime_future_s)
             work_holder: list[WorkSource] = []
-            blocks = BlockSubmitter(daemon, recorder, family=config.family, on_accepted=lambda: work_holder[0].wake("submit"),
+            # The daemons' answer moves the tip at once (before the block is looked for on the chain).
+            blocks = BlockSubmitter(daemon, recorder, family=config.family,
+                                    on_submitted=lambda record, outcome: work_holder[0].block_submitted(
+                                        record, outcome),
                                     tip_height=lambda: _tip_height(work_holder),
                                     late_deadline_s=config.blocks.late_submit_deadline_s)
+
+            def on_block(result, session) -> None:
+                work_holder[0].block_found(result)  # the pool's own block on a current job moves the tip
+                blocks.submit(result, session)
 
             async def check_address(address: str) -> bool:
                 return await config.family.daemon_accepts_address(daemon, address)
 
-            server = StratumServer(config, validator, recorder, on_block=blocks.submit, check_address=check_address)
+            server = StratumServer(config, validator, recorder, on_block=on_block,
+                                   check_address=check_address)
             work = WorkSource(daemon, server, config)
             work_holder.append(work)
             await recorder.start()

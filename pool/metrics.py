@@ -127,15 +127,28 @@ class PoolCollector(Collector):
                                  "Time from a share's arrival to its answer (scrypt: per batch, from the "
                                  "first queued share)")
         yield _counter("quarry_block_candidates", "Shares that met the network target", stats["block_candidates"])
-        submitted = CounterMetricFamily("quarry_blocks_submitted", "Block submissions by outcome", labels=["status"])
+        submitted = CounterMetricFamily("quarry_blocks_submitted", "Block submissions by outcome (stale "
+                                        "candidates apart)", labels=["status"])
+        stale = CounterMetricFamily("quarry_stale_candidates_submitted", "Block solutions on a stale tip "
+                                    "(found after the pool knew the tip had moved), submitted anyway, by "
+                                    "outcome", labels=["status"])
         outcomes: dict[str, int] = {"accepted": 0, "submitted": 0, "rejected": 0, "unsent": 0}
+        stale_outcomes = dict.fromkeys(outcomes, 0)
         for record in running.blocks.results:
-            outcomes[record.status] = outcomes.get(record.status, 0) + 1
-        for status, count in sorted(outcomes.items()):
-            submitted.add_metric([status], count)
-        yield submitted
+            counts = stale_outcomes if getattr(record, "stale", False) else outcomes
+            counts[record.status] = counts.get(record.status, 0) + 1
+        for family, counts in ((submitted, outcomes), (stale, stale_outcomes)):
+            for status, count in sorted(counts.items()):
+                family.add_metric([status], count)
+            yield family
         yield _counter("quarry_internal_errors", "Errors answering shares (bugs)", stats["internal_error"])
         yield _counter("quarry_jobs", "Jobs sent to miners", stats["jobs"])
+        yield _gauge("quarry_work_available", "1 while jobs on the current tip are handed out",
+                     1 if server.work_available else 0)
+        yield _counter("quarry_jobs_retired", "Jobs made stale before their replacement came (the tip moved, "
+                       "or no template could be had)", stats["jobs_retired"])
+        yield _counter("quarry_work_paused", "Times the miners were told that the pool waits for its daemon",
+                       stats["work_paused"])
 
         ledger = running.ledger
         if ledger is not None:

@@ -16,7 +16,7 @@ import orjson
 
 from payouts import merkle
 from pool.api.formats import coins, dump_json, shorten, unix
-from pool.api.pool_queries import PoolQueries
+from pool.api.pool_queries import POOL_BLOCK, PoolQueries
 from pool.config import PoolConfig
 
 logger = logging.getLogger(__name__)
@@ -64,11 +64,13 @@ class BlockQueries(PoolQueries):
     async def _blocks(self, offset: int, limit: int, status: str | None) -> tuple[int, list[dict[str, Any]]]:
         async with self.db.acquire() as connection:
             total = await connection.fetchval(
-                "SELECT count(*) FROM blocks WHERE pool = $1 AND ($2::text IS NULL OR status = $2)", self.pool, status)
+                f"""SELECT count(*) FROM blocks
+                    WHERE pool = $1 AND ($2::text IS NULL OR status = $2) AND {POOL_BLOCK}""",
+                self.pool, status)
             rows = await connection.fetch(
-                """SELECT height, hash, status, greatest(confirmations, 0) AS confirmations, reward, effort,
+                f"""SELECT height, hash, status, greatest(confirmations, 0) AS confirmations, reward, effort,
                           finder_address, created, credited
-                   FROM blocks WHERE pool = $1 AND ($2::text IS NULL OR status = $2)
+                   FROM blocks WHERE pool = $1 AND ($2::text IS NULL OR status = $2) AND {POOL_BLOCK}
                    ORDER BY height DESC, id DESC LIMIT $3 OFFSET $4""", self.pool, status, limit, offset)
         return total, [{
             "height": row["height"], "hash": row["hash"], "status": row["status"],

@@ -14,6 +14,7 @@ from typing import Any
 
 from pool.api.data import PoolData
 from pool.api.formats import coins, shorten, unix
+from pool.api.pool_queries import POOL_BLOCK
 
 logger = logging.getLogger(__name__)
 
@@ -85,9 +86,10 @@ class EventFeed:
             return
         async with data.db.acquire() as connection:
             blocks = await connection.fetch(
-                """SELECT height, hash, status, greatest(confirmations, 0) AS confirmations, reward, effort,
+                f"""SELECT height, hash, status, greatest(confirmations, 0) AS confirmations, reward, effort,
                           finder_address, created, updated
-                   FROM blocks WHERE pool = $1 AND updated > $2 ORDER BY updated, id LIMIT 100""", data.pool, since)
+                   FROM blocks WHERE pool = $1 AND updated > $2 AND {POOL_BLOCK}
+                   ORDER BY updated, id LIMIT 100""", data.pool, since)
             payments = await connection.fetch(
                 """SELECT id, txid, status, amount, payees, created, updated FROM payments
                    WHERE pool = $1 AND updated > $2 ORDER BY updated, id LIMIT 100""", data.pool, since)

@@ -109,9 +109,14 @@ class LedgerCollector(Collector):
     def collect(self):
         counts = self.data.ledger_counts._value or {"blocks": {}, "payments": {}}
         blocks = GaugeMetricFamily("quarry_blocks", "Blocks in the ledger by status", labels=["status"])
+        stale = GaugeMetricFamily("quarry_stale_candidates", "Block solutions found on a stale tip (not the "
+                                  "pool's blocks unless the chain took them), by status", labels=["status"])
         for status in ("pending", "confirmed", "orphaned", "rejected"):
             blocks.add_metric([status], counts["blocks"].get(status, 0))
+            if status != "confirmed":
+                stale.add_metric([status], counts.get("stale_candidates", {}).get(status, 0))
         yield blocks
+        yield stale
         payments = GaugeMetricFamily("quarry_payments", "Payments in the ledger by status", labels=["status"])
         amounts = CounterMetricFamily("quarry_payments_amount_satoshis", "Satoshis of payments by status",
                                       labels=["status"])

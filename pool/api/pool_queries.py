@@ -8,6 +8,9 @@ one is computed). The pool's 24 h figures come from the 10-minute series, refres
 Windows follow `pool.stats.hashrate`: the 5 min and 1 h windows are the last 5 or 60 *complete*
 minutes before the current one; the 24 h window is the last 144 complete 10-minute buckets.
 ``hashrate = sum(credited difficulty) * hashes_per_difficulty / window_s``.
+
+Blocks are the pool's own: a stale candidate (a solution found after the pool knew the tip had
+moved, submitted anyway) is shown and counted only once the chain has taken it (``confirmed``).
 """
 from __future__ import annotations
 
@@ -28,6 +31,8 @@ from pool.config import PoolConfig
 from pool.stats.hashrate import ONLINE_S, hashes_per_difficulty
 
 MAX_SATOSHIS = 2**63 - 1
+#: The rows of ``blocks`` that are the pool's blocks: a stale candidate only once the chain took it.
+POOL_BLOCK = "(NOT stale OR status = 'confirmed')"
 TEN_MINUTES_S = 600
 HOUR_S = 3600
 SERIES_10M_POINTS = 144  # 24 h
@@ -104,14 +109,16 @@ class PoolQueries:
                    FROM worker_minutes WHERE pool = $1 AND minute >= date_trunc('minute', $2::timestamptz)
                    AND last_share > $2""", self.pool, online_after)
             last_block = await connection.fetchrow(
-                """SELECT height, hash, status, effort, created FROM blocks
-                   WHERE pool = $1 AND status <> 'rejected' ORDER BY height DESC, id DESC LIMIT 1""", self.pool)
+                f"""SELECT height, hash, status, effort, created FROM blocks
+                   WHERE pool = $1 AND status <> 'rejected' AND {POOL_BLOCK}
+                   ORDER BY height DESC, id DESC LIMIT 1""", self.pool)
             round_row = await connection.fetchrow("SELECT work, shares, started FROM rounds WHERE pool = $1", self.pool)
             totals = await connection.fetchrow(
-                """SELECT (SELECT coalesce(sum(paid), 0) FROM balances WHERE pool = $1)::bigint AS paid,
-                          (SELECT count(*) FROM blocks WHERE pool = $1 AND status IN ('pending', 'confirmed')) AS blocks,
-                          (SELECT coalesce(sum(reward), 0) FROM blocks WHERE pool = $1 AND status = 'pending')::bigint
-                              AS pending_reward""", self.pool)
+                f"""SELECT (SELECT coalesce(sum(paid), 0) FROM balances WHERE pool = $1)::bigint AS paid,
+                          (SELECT count(*) FROM blocks WHERE pool = $1 AND status IN ('pending', 'confirmed')
+                              AND {POOL_BLOCK}) AS blocks,
+                          (SELECT coalesce(sum(reward), 0) FROM blocks WHERE pool = $1 AND status = 'pending'
+                              AND NOT stale)::bigint AS pending_reward""", self.pool)
             reserve = None
             if self.config.payouts.scheme in ("pps", "fpps"):
                 reserve = await connection.fetchval(
@@ -290,11 +297,13 @@ class PoolQueries:
     async def _load_ledger_counts(self) -> dict[str, Any]:
         async with self.db.acquire() as connection:
             blocks = await connection.fetch(
-                "SELECT status, count(*) AS n FROM blocks WHERE pool = $1 GROUP BY status", self.pool)
+                f"""SELECT status, {POOL_BLOCK} AS pools, count(*) AS n FROM blocks WHERE pool = $1
+                    GROUP BY status, pools""", self.pool)
             payments = await connection.fetch(
                 """SELECT status, count(*) AS n, coalesce(sum(amount), 0)::bigint AS amount FROM payments
                    WHERE pool = $1 GROUP BY status""", self.pool)
-        return {"blocks": {row["status"]: row["n"] for row in blocks},
+        return {"blocks": {row["status"]: row["n"] for row in blocks if row["pools"]},
+                "stale_candidates": {row["status"]: row["n"] for row in blocks if not row["pools"]},
                 "payments": {row["status"]: (row["n"], row["amount"]) for row in payments}}
 
 

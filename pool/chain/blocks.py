@@ -14,6 +14,12 @@ None of these is a verdict on the chain: the ledger keeps the row ``pending`` (`
 ``rejected``), and the block tracker (``pool.tracker``) alone decides ``confirmed`` or ``orphaned``,
 by the block's hash, as deep as the configuration asks.
 
+A solution found on a job whose previous block was no longer the tip (a stale share: the pool knew
+the tip had moved, or had no template) is submitted all the same, in the same order as any other
+(the node decides: it can still win a race), and recorded as a stale candidate, apart from the
+pool's own blocks and orphans.  What the daemons answered goes to ``on_submitted`` at once, before
+the chain is asked, so that the work source knows whether the tip moved.
+
 Order.  Candidates wait here, never in the daemon client's queue:
 
 - A candidate above the decided height (the tip's height from the work source, or the height of a
@@ -42,6 +48,7 @@ from typing import TYPE_CHECKING, Protocol
 from pool.ledger.recorder import BlockRecord, Recorder
 from pool.rpc.client import DaemonClient
 from pool.rpc.wire import DaemonError
+from share_validator.errors import Reject
 
 if TYPE_CHECKING:
     from pool.families.base import CoinFamily, ShareResult
@@ -73,6 +80,7 @@ class Drained:
 class BlockSubmitter:
     def __init__(self, daemon: DaemonClient, recorder: Recorder, *, family: CoinFamily,
                  on_accepted: Callable[[], None] | None = None,
+                 on_submitted: Callable[[BlockRecord, str], None] | None = None,
                  tip_height: Callable[[], int | None] | None = None, late_deadline_s: float = 10.0,
                  submit_attempts: int = 5, verify_attempts: int = 20, verify_interval_s: float = 0.5,
                  clock: Callable[[], float] = time.time) -> None:
@@ -80,6 +88,7 @@ class BlockSubmitter:
         self.recorder = recorder
         self.family = family
         self.on_accepted = on_accepted
+        self.on_submitted = on_submitted  # (record, accepted | rejected | unknown), before the chain check
         self.tip_height = tip_height
         self.late_deadline_s = late_deadline_s
         self.submit_attempts = submit_attempts
@@ -102,8 +111,11 @@ class BlockSubmitter:
         record = BlockRecord(
             height=job.height, hash=result.block_hash_hex, created=self.clock(), address=address, worker=worker,
             status="candidate", reward=job.coinbase_value, actual_difficulty=result.actual_difficulty,
-            network_difficulty=job.network_difficulty,
+            network_difficulty=job.network_difficulty, stale=result.reject is Reject.STALE,
         )
+        if record.stale:
+            logger.info("stale block candidate %s at height %d (the tip had moved past its job): "
+                        "submitted anyway", record.hash, record.height)
         self.recorder.record_block(record)
         if self._stopped:
             logger.error("block %s at height %d found after the submissions were drained: recorded, not sent",
@@ -211,6 +223,12 @@ class BlockSubmitter:
             self._release(candidate, late)
             self._dispatch()
         accepted = "accepted" in verdicts
+        if self.on_submitted is not None:
+            try:
+                outcome = "accepted" if accepted else "unknown" if needs_check else "rejected"
+                self.on_submitted(record, outcome)
+            except Exception:  # the block's own record must still be written
+                logger.exception("block %s: handling the submission's outcome failed", record.hash)
         if late:
             on_chain = accepted  # null: the daemon connected it as its tip
         else:

@@ -6,36 +6,48 @@ loopback notify endpoint), and polling ``getbestblockhash`` as the fallback.  A 
 tip gives a job with clean_jobs=true; between blocks the template is refreshed every
 ``template_refresh_s`` seconds with clean_jobs=false, so new transactions get mined.
 
-When the daemon is down, syncing or without peers, no new work is handed out and the
-miners are told; the source keeps trying and recovers by itself.
+The tip is known from every source: the three above, the templates, and the pool's own blocks
+(found: its previous block is passed until the daemons answer; accepted: it is the tip).  When
+the tip moves past the jobs' previous block, they are retired at once, before a template for the
+new tip is asked for (``pool.chain.tip`` decides which templates may still become jobs).
+
+When the daemon is down, syncing or without peers, no job is valid and none is handed out, and
+the miners are told; the source keeps trying and recovers by itself.
 """
 from __future__ import annotations
 
 import asyncio
 import hmac
 import logging
+import re
 import time
 from collections.abc import Sized
 from typing import TYPE_CHECKING, Protocol
 
 from aiohttp import web
 
+from pool.chain.tip import ChainTip
 from pool.families import FamilyError
-from pool.families.base import Job, Work
+from pool.families.base import Job, ShareResult, Work
 from pool.rpc.client import DaemonClient
 from pool.rpc.wire import DaemonError
 
 if TYPE_CHECKING:
     from pool.config import PoolConfig
+    from pool.ledger.recorder import BlockRecord
 
 logger = logging.getLogger(__name__)
+
+BLOCK_HASH = re.compile("[0-9a-f]{64}")
 
 
 class JobSink(Protocol):
     """Where the work source publishes: the Stratum server (`pool.stratum.server.StratumServer`)."""
     sessions: Sized
+    work_available: bool
 
     def new_job(self, job: Job, clean: bool) -> int: ...
+    def retire_jobs(self) -> int: ...
     def work_unavailable(self, reason: str) -> None: ...
     def broadcast_message(self, text: str) -> None: ...
     def broadcast_reconnect(self, host: str | None = None, port: int | None = None, wait_s: int = 0) -> None: ...
@@ -55,7 +67,7 @@ class WorkSource:
         self.healthy = False
         self.last_error = ""
         self.notices = {"longpoll": 0, "notify": 0, "poll": 0, "refresh": 0, "submit": 0}
-        self.tip_seen_at: dict[str, float] = {}
+        self.tip = ChainTip()
         self._lock = asyncio.Lock()
         self._wakeup = asyncio.Event()
         self._have_work = asyncio.Event()
@@ -64,11 +76,14 @@ class WorkSource:
 
     # -- jobs ------------------------------------------------------------------------------
 
-    async def refresh(self, reason: str, template: Work | None = None) -> bool:
-        """Fetch a template (unless given one) and hand out a job; True when work is available afterwards."""
+    async def refresh(self, reason: str, template: Work | None = None, *,
+                      asked_at: int | None = None) -> bool:
+        """Fetch a template (unless given one, asked for when ``tip.news`` was ``asked_at``) and hand
+        out a job; True when work is available afterwards."""
         async with self._lock:
             try:
                 if template is None:
+                    asked_at = self.tip.news
                     template = await self.family.fetch_work(self.daemon)
             except (DaemonError, FamilyError) as exc:
                 self._unhealthy(str(exc))
@@ -77,8 +92,16 @@ class WorkSource:
                 logger.exception("unexpected error fetching a template")
                 self._unhealthy(f"template error: {exc}")
                 return False
+            prevhash = template.prevhash_hex
+            if not self.tip.usable(prevhash, self.tip.news if asked_at is None else asked_at):
+                if not self.tip.claimed(prevhash):
+                    self.wake(reason)  # the tip moved while it was asked for: ask again
+                logger.debug("template on %s not used: the tip has moved past it", prevhash)
+                return False
+            self.tip.learn(prevhash)
             previous = self.template
-            clean = previous is None or previous.prevhash_hex != template.prevhash_hex or not self.healthy
+            clean = (previous is None or previous.prevhash_hex != template.prevhash_hex or not self.healthy
+                     or not self.server.work_available)  # retired jobs: the miners must drop them
             if not clean and previous is not None and reason != "refresh" and self.family.same_work(previous, template):
                 return True  # nothing new
             self.template = template
@@ -112,6 +135,37 @@ class WorkSource:
         self._wake_reason = reason
         self._wakeup.set()
 
+    # -- the chain tip ---------------------------------------------------------------------
+
+    def tip_moved(self, block_hash: str, source: str) -> None:
+        """A source says ``block_hash`` is the tip: jobs on another previous block are stale now."""
+        if self.tip.learn(block_hash):
+            self._retire_unless_on(block_hash, source)
+
+    def _retire_unless_on(self, block_hash: str, source: str) -> None:
+        template = self.template
+        if template is not None and template.prevhash_hex != block_hash:
+            retired = self.server.retire_jobs()
+            if retired:
+                logger.debug("tip %s (%s): %d jobs retired", block_hash, source, retired)
+
+    def block_found(self, result: ShareResult) -> None:
+        """A share solved a block. On a current job it is the pool's own next block: the jobs on its
+        previous block are stale at once (a second solution there could only compete with it)."""
+        template = self.template
+        if result.reject is not None or template is None:  # a stale solution: the jobs were retired already
+            return
+        self.tip.claim(result.block_hash_hex, template.prevhash_hex)  # current jobs: the current template's
+        self.server.retire_jobs()
+
+    def block_submitted(self, record: BlockRecord, outcome: str) -> None:
+        """The daemons answered for a block (``accepted``, ``rejected`` or ``unknown``)."""
+        if not self.tip.settle(record.hash, outcome):
+            return
+        if outcome == "accepted":  # the tip (a stale solution can win a race too)
+            self._retire_unless_on(record.hash, "submit")
+        self.wake("submit")
+
     # -- loops -----------------------------------------------------------------------------
 
     async def run(self) -> None:
@@ -143,8 +197,10 @@ class WorkSource:
             except DaemonError as exc:
                 self._unhealthy(str(exc))
                 continue
+            self.tip_moved(best, "poll")
             template = self.template
-            if not self.healthy or template is None or best != template.prevhash_hex:
+            if (not self.healthy or template is None or best != template.prevhash_hex
+                    or not self.server.work_available):
                 await self.refresh("poll")
                 last_refresh = time.monotonic()
             elif time.monotonic() - last_refresh >= self.work.template_refresh_s:
@@ -161,6 +217,7 @@ class WorkSource:
             if longpollid is None:
                 await asyncio.sleep(1.0)
                 continue
+            asked_at = self.tip.news
             try:
                 new = await self.family.fetch_work(self.daemon, longpollid=longpollid)
             except (DaemonError, FamilyError) as exc:
@@ -168,11 +225,11 @@ class WorkSource:
                 await asyncio.sleep(1.0)
                 continue
             if self.template is None or new.prevhash_hex != self.template.prevhash_hex:
-                await self.refresh("longpoll", new)
+                await self.refresh("longpoll", new, asked_at=asked_at)
             elif self.family.longpoll_id(new) == longpollid:
                 await asyncio.sleep(1.0)  # the daemon returned without news; avoid spinning
             else:
-                await self.refresh("refresh", new)
+                await self.refresh("refresh", new, asked_at=asked_at)
 
     # -- the -blocknotify hook over HTTP -------------------------------------------------
 
@@ -204,6 +261,13 @@ class WorkSource:
     async def _notify_handler(self, request: web.Request) -> web.Response:
         if not self._authorized(request):
             return web.json_response({"error": "bad secret"}, status=403)
+        try:
+            body = await request.json()
+        except ValueError:
+            body = None
+        block = body.get("block") if isinstance(body, dict) else None
+        if isinstance(block, str) and BLOCK_HASH.fullmatch(block):  # -blocknotify's %s: the new tip
+            self.tip_moved(block, "notify")
         self.wake("notify")
         return web.json_response({"ok": True})
 

@@ -35,7 +35,8 @@ class DevnetReport:
     miner_accepted: int = 0
     pool_accepted: int = 0
     ledger_shares: int = 0
-    ledger_blocks: dict = field(default_factory=dict)
+    ledger_blocks: dict = field(default_factory=dict)  # hash -> status
+    ledger_stale: set = field(default_factory=set)  # hashes of the stale candidates (found on a stale tip)
     api_port: int | None = None
 
 
@@ -128,7 +129,8 @@ async def run_devnet(net: RegtestNetwork, *, blocks_wanted: int | None, premine_
                              f"(share difficulty {record.actual_difficulty:.4g}) accepted")
                 else:
                     report.other.append(record)
-                    announce(f"block {record.height} {record.hash} {record.status}: {record.detail}")
+                    kind = "stale candidate" if record.stale else "block"
+                    announce(f"{kind} {record.height} {record.hash} {record.status}: {record.detail}")
             await _tend_mempool(net, report, announce)
             await asyncio.sleep(0.2)
         if before_stop is not None:
@@ -142,8 +144,9 @@ async def run_devnet(net: RegtestNetwork, *, blocks_wanted: int | None, premine_
             await running.ledger.flush()
             report.ledger_shares = await running.db.fetchval(
                 "SELECT count(*) FROM shares WHERE credited_difficulty > 0")
-            report.ledger_blocks = {row["hash"]: row["status"] for row in await running.db.fetch(
-                "SELECT hash, status FROM blocks")}
+            rows = await running.db.fetch("SELECT hash, status, stale FROM blocks")
+            report.ledger_blocks = {row["hash"]: row["status"] for row in rows}
+            report.ledger_stale = {row["hash"] for row in rows if row["stale"]}
         return report
     finally:
         shutdown.set()

@@ -54,6 +54,8 @@ class Job(Protocol):
     height: int
     coinbase_value: int
     network_difficulty: float
+    #: False until the tip moves past it (`ShareChecker.retire_jobs`): a share judged later is stale.
+    retired: bool
 
 
 class ShareResult(Protocol):
@@ -84,6 +86,10 @@ class ShareChecker(Protocol):
     jobs: Mapping[str, Any]
 
     def add_job(self, job: Any, clean: bool) -> None: ...
+    def retire_jobs(self) -> int:
+        """The tip moved past every live job, or no template can be had: they become stale (shares on
+        them are refused as ``Reject.STALE``, block solutions still found), each marked ``retired``;
+        how many there were."""
     def new_miner_state(self, extranonce1: bytes, extranonce2_size: int) -> Any: ...
     def validate(self, state: Any, params: Any) -> Any: ...
     def prepare_batch(self, submissions: Sequence[tuple[Any, Any]]) -> Any: ...

@@ -51,6 +51,7 @@ class BlockRecord:
     actual_difficulty: float
     network_difficulty: float
     detail: str = ""
+    stale: bool = False  # found on a job whose previous block was no longer the tip: not the pool's orphan
 
 
 class Recorder(Protocol):

@@ -492,12 +492,13 @@ class PostgresRecorder:
             async with conn.transaction():
                 await conn.execute(
                     """INSERT INTO blocks (pool, height, hash, status, reward, finder_address, finder_worker,
-                                           share_difficulty, network_difficulty, submit_detail, created)
-                       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+                                           share_difficulty, network_difficulty, submit_detail, created,
+                                           stale)
+                       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
                        ON CONFLICT (hash) DO NOTHING""",
                     self.pool_name, entry["height"], entry["hash"], status, entry["reward"], entry["address"],
                     entry["worker"], entry["actual_difficulty"], entry["network_difficulty"], entry["detail"],
-                    _timestamp(entry["created"]),
+                    _timestamp(entry["created"]), bool(entry.get("stale", False)),  # older spills: False
                 )
                 if entry["status"] == "candidate":
                     return

@@ -22,6 +22,7 @@ from pool.ledger.recorder import Recorder, ShareRecord
 from pool.metrics import SUBMIT_BUCKETS_S, LatencyHistogram
 from pool.stratum.protocol import StratumProtocol
 from pool.stratum.session import Session
+from share_validator.errors import Reject
 
 logger = logging.getLogger(__name__)
 
@@ -87,6 +88,7 @@ class StratumServer:
         self._queued_since = 0.0  # perf_counter() when the scrypt queue last became non-empty
         self.current_job: Job | None = None
         self.work_available = False
+        self.paused = False  # the miners were told that there is no work
         self._servers: list[asyncio.base_events.Server] = []
         self._tasks: set[asyncio.Task] = set()
         self._to_flush: list[StratumProtocol] = []
@@ -350,10 +352,13 @@ class StratumServer:
         return line
 
     def new_job(self, job: Job, clean: bool) -> int:
-        """Install a job and send it to every authorized miner; returns how many got it."""
+        """Install a job and send it to every authorized miner; returns how many got it. After
+        the jobs were retired (or before the first), it goes out clean: the miners must drop theirs."""
+        clean = clean or not self.work_available
         self.validator.add_job(job, clean)
         self.current_job = job
         self.work_available = True
+        self.paused = False
         line = self.notify_line(job, clean)
         job_id = job.job_id
         receivers = [session for session in self.sessions if session.workers]
@@ -401,11 +406,23 @@ class StratumServer:
                 if protocol is not None:
                     protocol.send(line[written:])
 
-    def work_unavailable(self, reason: str) -> None:
-        """The daemon cannot give work: stop handing out jobs and tell the miners once."""
-        if not self.work_available:
-            return
+    def retire_jobs(self) -> int:
+        """The chain tip moved past the jobs handed out, or no template can be had: every job is
+        stale from now on (shares on it are answered 21 and never credited; a block solution on it
+        is still submitted) and none is handed out until the next one, which goes out clean."""
+        retired = self.validator.retire_jobs()
+        self.current_job = None
         self.work_available = False
+        self.stats["jobs_retired"] += retired
+        return retired
+
+    def work_unavailable(self, reason: str) -> None:
+        """The daemon cannot give work: no job is valid, none is handed out, and the miners are told once."""
+        self.retire_jobs()
+        if self.paused:
+            return
+        self.paused = True
+        self.stats["work_paused"] += 1
         logger.warning("no work to hand out: %s", reason)
         for session in self.sessions:
             if session.workers:
@@ -437,6 +454,8 @@ class StratumServer:
 
     def _judged(self, session: Session, msg_id: Any, result: ShareResult) -> None:
         reject = result.reject
+        if reject is None and result.job.retired:  # the tip moved while it was hashed, or a block came first
+            reject = result.reject = Reject.STALE
         now = self.clock()  # one reading for the record and the session
         if reject is None:
             self.stats["shares_accepted"] += 1
@@ -444,8 +463,9 @@ class StratumServer:
             self.stats[f"shares_rejected_{reject.code}"] += 1
             self.rejected[reject] += 1
         # The share is recorded before its block, so that the block's time is never before the
-        # time of the share that found it (payout windows end at the block's time).
-        if reject is None or result.block is not None:
+        # time of the share that found it (payout windows end at the block's time). A stale share
+        # is never stored, not even when it solves a block (that block is stored as a stale candidate).
+        if reject is None or (result.block is not None and reject is not Reject.STALE):
             self._record(session, result, now)
         if result.block is not None:
             self.stats["block_candidates"] += 1

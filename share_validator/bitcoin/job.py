@@ -171,6 +171,7 @@ class Job:
         "ntime",
         "pow_code",
         "prevhash",
+        "retired",
         "template",
         "version",
         "version_mask",
@@ -196,6 +197,7 @@ class Job:
         self.height = template.height
         self.version = template.version
         self.prevhash = template.prevhash
+        self.retired = False  # set once the chain tip has moved past it (see ShareValidator.retire_jobs)
         self.bits = template.bits
         self.ntime = template.curtime
         self.mintime = template.mintime

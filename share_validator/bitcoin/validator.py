@@ -166,8 +166,7 @@ class ShareValidator:
     def add_job(self, job: Job, clean: bool) -> None:
         """A new job; ``clean`` (new chain tip) turns the current jobs into stale ones."""
         if clean:
-            self.stale_jobs = self.jobs
-            self.jobs = {}
+            self.retire_jobs()
         self.jobs[job.job_id] = job
         while len(self.jobs) > self.max_jobs_per_tip:
             oldest = next(iter(self.jobs))
@@ -175,6 +174,21 @@ class ShareValidator:
         live_tips = {j.prevhash for j in self.jobs.values()} | {j.prevhash for j in self.stale_jobs.values()}
         for tip in [tip for tip in self._seen if tip not in live_tips]:
             del self._seen[tip]
+
+    def retire_jobs(self) -> int:
+        """The chain tip moved past the current jobs (or no template can be had): they become the
+        stale ones, flagged ``retired`` so that a share judged after this is stale even when it was
+        looked up before (a batch hashing on another thread). Returns how many were retired.
+        With no current jobs (retired already), the stale ones stay: shares on them are still
+        answered as stale and their block solutions still submitted."""
+        jobs = self.jobs
+        if not jobs:
+            return 0
+        for job in jobs.values():
+            job.retired = True
+        self.stale_jobs = jobs
+        self.jobs = {}
+        return len(jobs)
 
     @property
     def current_job(self) -> Job | None:

@@ -127,6 +127,13 @@ async def test_demo_miner_finds_20_blocks_across_mweb_activation():
         assert report.ledger_shares == report.pool_accepted >= report.miner_accepted > 0
         for record in report.accepted:
             assert report.ledger_blocks[record.hash] in ("pending", "confirmed")
+        # No orphan of the pool's own making: every block it found on a current tip is on the chain;
+        # solutions found after the tip had moved are stale candidates, apart from the orphans.
+        assert not [r for r in report.other if not r.stale], report.other
+        orphans = [block_hash for block_hash, status in report.ledger_blocks.items()
+                   if status == "orphaned" and block_hash not in report.ledger_stale]
+        assert not orphans, orphans
+        print(f"{len(report.accepted)} blocks, {len(report.ledger_stale)} stale candidates")
         post = [r for r in report.accepted if r.height > MWEB_ACTIVATION_HEIGHT]
         assert post
         block = await asyncio.to_thread(net.rpc, 0, "getblock", post[-1].hash, 2)

@@ -72,3 +72,6 @@ async def test_pool_metrics_count_shares_rejects_latency_and_the_recorder(dsn, t
     assert samples[("quarry_payout_block_failures_total", ())] == 2
     assert samples[("quarry_payout_blocks_not_credited", ())] == 1
     assert ("quarry_daemon_rpc_seconds_count", ()) in samples
+    assert samples[("quarry_work_available", ())] == 1 and samples[("quarry_jobs_retired_total", ())] == 0
+    assert samples[("quarry_work_paused_total", ())] == 0
+    assert samples[("quarry_stale_candidates_submitted_total", (("status", "submitted"),))] == 0

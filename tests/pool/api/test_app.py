@@ -555,3 +555,27 @@ async def test_metrics_show_requests_and_the_ledger(client):
     assert 'quarry_blocks{status="orphaned"} 1.0' in text and 'quarry_blocks{status="confirmed"} 1.0' in text
     assert 'quarry_payments{status="confirmed"} 1.0' in text
     assert "quarry_workers_online 3.0" in text and "quarry_api_request_seconds_bucket" in text
+
+
+async def test_stale_candidates_are_not_the_pools_blocks(db, seeded):
+    """Solutions found after the pool knew the tip had moved are stored as stale candidates: no orphan,
+    no block found, no pending reward of the pool, until the chain takes one (then it is the pool's)."""
+    for height, status, digit in ((102, "pending", "a"), (101, "orphaned", "b"), (98, "confirmed", "c")):
+        await db.execute("""INSERT INTO blocks (pool, height, hash, status, reward, finder_address, stale)
+                            VALUES ($1, $2, $3, $4, 7, $5, true)""", POOL, height, digit * 64, status, ALICE)
+    client = await client_for(db)
+    try:
+        pool = await get(client, P)
+        assert pool["blocks_found"] == 3  # the pending and the confirmed seeded, and the stale one taken
+        assert pool["last_block"]["hash"] == f"{101:064x}"
+        page = await get(client, f"{P}/blocks")
+        assert page["total"] == 4 and [block["height"] for block in page["items"]] == [101, 100, 99, 98]
+        assert (await get(client, f"{P}/blocks?status=orphaned"))["total"] == 1
+        text = await (await client.get("/metrics")).text()
+        assert 'quarry_blocks{status="orphaned"} 1.0' in text
+        assert 'quarry_blocks{status="confirmed"} 2.0' in text
+        assert 'quarry_blocks{status="pending"} 1.0' in text
+        assert 'quarry_stale_candidates{status="orphaned"} 1.0' in text
+        assert 'quarry_stale_candidates{status="pending"} 1.0' in text
+    finally:
+        await client.close()

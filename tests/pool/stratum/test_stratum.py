@@ -389,10 +389,16 @@ async def test_shutdown_sends_reconnect(make_pool):
 
 async def test_daemon_away_tells_miners_and_recovers(make_pool):
     pool = await make_pool()
-    client, _ = await pool.miner()
+    client, info = await pool.miner()
     pool.server.work_unavailable("daemon unreachable")
+    pool.server.work_unavailable("daemon unreachable")  # told once
     message = await client.notification("client.show_message")
     assert "daemon unreachable" in message["params"][0]
+    with pytest.raises(TimeoutError):
+        await client.notification("client.show_message", timeout=0.3)
+    # no job is valid while there is no work: a share on the last one is stale, and not recorded
+    assert (await client.request("mining.submit", submit_params(info["job"])))["error"][0] == 21
+    assert pool.recorder.shares == 0
     late = await pool.client()
     await late.request("mining.subscribe", [])
     assert (await late.request("mining.authorize", [USER, "x"]))["result"] is True
@@ -400,8 +406,32 @@ async def test_daemon_away_tells_miners_and_recovers(make_pool):
     with pytest.raises(TimeoutError):
         await late.notification("mining.notify", timeout=0.5)  # no work while the daemon is away
     pool.new_job(clean=True, previousblockhash="22" * 32)
-    assert (await client.notification("mining.notify"))["params"][-1] is True
+    job = (await client.notification("mining.notify"))["params"]
+    assert job[-1] is True
     assert (await late.notification("mining.notify"))["params"][-1] is True
+    assert (await client.request("mining.submit", submit_params(job)))["result"] is True
+
+
+async def test_retired_jobs_are_stale_and_the_next_job_is_clean(make_pool):
+    """The tip moved past the jobs (no new template yet): shares on them are stale and never
+    recorded, also one judged after the retirement but looked up before; the next job is clean."""
+    pool = await make_pool()
+    client, info = await pool.miner()
+    assert (await client.request("mining.submit", submit_params(info["job"], nonce=1)))["result"] is True
+    assert pool.server.retire_jobs() == 1
+    assert pool.server.current_job is None and pool.server.work_available is False
+    assert (await client.request("mining.submit", submit_params(info["job"], nonce=2)))["error"] == [
+        21, "stale share", None]
+    session = next(iter(pool.server.sessions))
+    job = pool.new_job(clean=False, previousblockhash="33" * 32)  # after a retirement: sent clean anyway
+    notify = (await client.notification("mining.notify"))["params"]
+    assert notify[0] == job.job_id and notify[-1] is True
+    result = pool.server.validator.validate(session.state, submit_params(notify, nonce=3))
+    assert result.reject is None
+    pool.server.retire_jobs()  # while the share was hashing on another thread
+    pool.server._judged(session, 99, result)
+    assert (await client.response(99))["error"][0] == 21
+    assert pool.recorder.shares == 1 and pool.server.stats["shares_rejected_21"] == 2
 
 
 async def test_vardiff_raises_difficulty_for_a_fast_miner(make_pool):
