@@ -34,6 +34,7 @@ class RunningPool(Protocol):
     ledger: Any
     stats: Any
     daemon: Any
+    work: Any  # the work source (None in some tests)
 
 logger = logging.getLogger(__name__)
 
@@ -149,6 +150,13 @@ class PoolCollector(Collector):
                        "or no template could be had)", stats["jobs_retired"])
         yield _counter("quarry_work_paused", "Times the miners were told that the pool waits for its daemon",
                        stats["work_paused"])
+        work = running.work
+        if work is not None:
+            unavailable = CounterMetricFamily("quarry_work_unavailable", "Failures to get a block template, "
+                                              "by kind (the details are in the log)", labels=["kind"])
+            for kind, count in sorted(work.unavailable.items()):
+                unavailable.add_metric([kind], count)
+            yield unavailable
 
         ledger = running.ledger
         if ledger is not None:

@@ -11,8 +11,9 @@ The tip is known from every source: the three above, the templates, and the pool
 the tip moves past the jobs' previous block, they are retired at once, before a template for the
 new tip is asked for (``pool.chain.tip`` decides which templates may still become jobs).
 
-When the daemon is down, syncing or without peers, no job is valid and none is handed out, and
-the miners are told; the source keeps trying and recovers by itself.
+When the daemon is down, syncing or without peers, no job is valid and none is handed out; the
+miners are told that the pool waits for its daemon (the details go to the log and the metrics);
+the source keeps trying and recovers by itself.
 """
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ from pool.chain.tip import ChainTip
 from pool.families import FamilyError
 from pool.families.base import Job, ShareResult, Work
 from pool.rpc.client import DaemonClient
-from pool.rpc.wire import DaemonError
+from pool.rpc.wire import DaemonAuthError, DaemonError, DaemonTimeout, DaemonUnreachable, DaemonWarmingUp
 
 if TYPE_CHECKING:
     from pool.config import PoolConfig
@@ -68,6 +69,7 @@ class WorkSource:
         self.last_error = ""
         self.notices = {"longpoll": 0, "notify": 0, "poll": 0, "refresh": 0, "submit": 0}
         self.tip = ChainTip()
+        self.unavailable: dict[str, int] = {}  # why no template could be had (kind -> times), for the metrics
         self._lock = asyncio.Lock()
         self._wakeup = asyncio.Event()
         self._have_work = asyncio.Event()
@@ -86,11 +88,11 @@ class WorkSource:
                     asked_at = self.tip.news
                     template = await self.family.fetch_work(self.daemon)
             except (DaemonError, FamilyError) as exc:
-                self._unhealthy(str(exc))
+                self._unhealthy(exc)
                 return False
             except Exception as exc:  # a daemon answer of an unexpected shape
                 logger.exception("unexpected error fetching a template")
-                self._unhealthy(f"template error: {exc}")
+                self._unhealthy(exc)
                 return False
             prevhash = template.prevhash_hex
             if not self.tip.usable(prevhash, self.tip.news if asked_at is None else asked_at):
@@ -122,9 +124,12 @@ class WorkSource:
                             template.height, self.family.describe_work(template), job.job_id, sent, reason)
             return True
 
-    def _unhealthy(self, reason: str) -> None:
+    def _unhealthy(self, exc: BaseException) -> None:
+        reason = str(exc) if isinstance(exc, (DaemonError, FamilyError)) else f"template error: {exc}"
+        kind = _unavailable_kind(exc)
+        self.unavailable[kind] = self.unavailable.get(kind, 0) + 1
         if self.healthy or reason != self.last_error:
-            logger.warning("daemon cannot give work: %s", reason)
+            logger.warning("daemon cannot give work (%s): %s", kind, reason)
         self.healthy = False
         self.last_error = reason
         self._have_work.clear()
@@ -195,7 +200,7 @@ class WorkSource:
             try:
                 best = await self.family.best_block_hash(self.daemon)
             except DaemonError as exc:
-                self._unhealthy(str(exc))
+                self._unhealthy(exc)
                 continue
             self.tip_moved(best, "poll")
             template = self.template
@@ -305,3 +310,12 @@ class WorkSource:
         self.server.broadcast_reconnect(host, port, wait)
         return web.json_response({"ok": True, "miners": count})
 
+
+def _unavailable_kind(exc: BaseException) -> str:
+    """Why no template could be had, in one word (a metrics label)."""
+    for kind, types in (("timeout", DaemonTimeout), ("unreachable", DaemonUnreachable),
+                        ("warming_up", DaemonWarmingUp), ("auth", DaemonAuthError),
+                        ("rpc_error", DaemonError), ("bad_template", FamilyError)):
+        if isinstance(exc, types):
+            return kind
+    return "unexpected"

@@ -34,6 +34,8 @@ _new_record = tuple.__new__
 
 PARALLEL_BROADCAST_MIN = 512  # connections; fewer are written from the loop thread alone
 WRITE_BURST = 64  # connections with queued answers written at once, before the loop iteration ends
+# What miners are told while there is no work: nothing of the daemon (its address, user or errors).
+PAUSE_MESSAGE = "the pool is waiting for its coin daemon; mining resumes automatically"
 
 
 def _write_to_all(fds: list[int], line: bytes) -> list[tuple[int, int]]:
@@ -417,7 +419,8 @@ class StratumServer:
         return retired
 
     def work_unavailable(self, reason: str) -> None:
-        """The daemon cannot give work: no job is valid, none is handed out, and the miners are told once."""
+        """The daemon cannot give work: no job is valid, none is handed out, and the miners are told
+        once, in words that say nothing of the daemon (``reason`` is for the operator's log)."""
         self.retire_jobs()
         if self.paused:
             return
@@ -426,7 +429,7 @@ class StratumServer:
         logger.warning("no work to hand out: %s", reason)
         for session in self.sessions:
             if session.workers:
-                session.send_notification("client.show_message", [f"pool paused: {reason}"])
+                session.send_notification("client.show_message", [PAUSE_MESSAGE])
 
     def broadcast_message(self, text: str) -> None:
         for session in self.sessions:

@@ -6,12 +6,14 @@ and a daemon that cannot be reached gives no template at all. Whatever the reaso
 knows the tip has moved past a job's previous block (its own accepted block, long poll,
 blocknotify, ``getbestblockhash``), or has no template, shares on that job are stale: answered
 21, never credited, never stored as shares. A stale share that solves a block is still submitted
-and stored as a stale candidate, apart from the pool's orphans.
+and stored as a stale candidate, apart from the pool's orphans. Miners are told only that the
+pool waits for its coin daemon, never the daemon's address, user or errors.
 """
 from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from decimal import Decimal
 
@@ -27,6 +29,9 @@ from pool.devtools.miner.work import build_header
 from pool.devtools.regtest import MWEB_ACTIVATION_HEIGHT, RegtestNetwork
 from share_validator import hashing
 from share_validator.errors import Reject
+
+PAUSE_MESSAGE = "the pool is waiting for its coin daemon; mining resumes automatically"
+
 
 @pytest.fixture
 def net():
@@ -102,6 +107,20 @@ class Miner:
                              if m["method"] == "client.show_message"]
 
 
+def assert_no_daemon_details(texts: list[str], net: RegtestNetwork, *extra: str) -> None:
+    """No URL, host:port, RPC user or daemon error text in what miners were shown."""
+    assert texts, "the miners were told nothing"
+    for text in texts:
+        assert text == PAUSE_MESSAGE, text
+        assert "://" not in text and not re.search(r"\d+\.\d+\.\d+\.\d+|[\w.\-]+:\d{2,5}\b", text), text
+        assert net.rpc_user not in text and net.rpc_password not in text, text
+        for node in net.nodes:
+            assert str(node.rpc_port) not in text, text
+        for word in ("getblocktemplate", "bad-txns", "TestBlockValidity", "code -", "refused", "127.0.0.1",
+                     *extra):
+            assert word.lower() not in text.lower(), (word, text)
+
+
 async def old_tip_rows(running, height: int) -> tuple[list, list]:
     """The shares stored at ``height`` and the block rows there, once the ledger wrote everything."""
     await running.blocks.wait()
@@ -149,6 +168,8 @@ async def test_tip_moved_elsewhere_and_no_template_credits_nothing_on_the_old_ti
         stale = [row for row in blocks if row["stale"]]
         assert len(stale) == 1 and stale[0]["hash"] != new_tip, blocks
         assert not [row for row in blocks if row["status"] == "orphaned" and not row["stale"]], blocks
+        assert_no_daemon_details(miner.messages(), net)
+        assert running.work.unavailable.get("rpc_error", 0) >= 1  # the operator's metrics say why
         await miner.client.close()
 
 
@@ -185,6 +206,7 @@ async def test_own_block_then_no_template_credits_nothing_on_the_old_tip(net, tm
         assert {row["hash"]: row["stale"] for row in blocks if not row["stale"]} == {own.hash: False}
         assert len([row for row in blocks if row["stale"]]) == 2, blocks
         assert not [row for row in blocks if row["status"] == "orphaned" and not row["stale"]], blocks
+        assert_no_daemon_details(miner.messages(), net)
         await miner.client.close()
 
 
@@ -216,6 +238,8 @@ async def test_no_template_no_valid_job(net, tmp_path):
             assert len(shares) == 2, shares
             during = [row for row in shares if paused_at <= row["created"].timestamp() <= resumed_at]
             assert not during, shares
+            assert_no_daemon_details(miner.messages(), net, "unreachable", "connect")
+            assert running.work.unavailable.get("unreachable", 0) >= 1
             await miner.client.close()
     finally:
         await switch.down()

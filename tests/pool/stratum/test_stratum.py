@@ -10,6 +10,8 @@ import socket
 import pytest
 from stratum_harness import ADDRESS, USER, make_config, make_pool, submit_params  # noqa: F401 (make_pool: a fixture)
 
+from pool.stratum.server import PAUSE_MESSAGE
+
 # -- subscribe / authorize -----------------------------------------------------------------
 
 async def test_subscribe_result_shape(make_pool):
@@ -390,10 +392,11 @@ async def test_shutdown_sends_reconnect(make_pool):
 async def test_daemon_away_tells_miners_and_recovers(make_pool):
     pool = await make_pool()
     client, info = await pool.miner()
-    pool.server.work_unavailable("daemon unreachable")
-    pool.server.work_unavailable("daemon unreachable")  # told once
+    reason = "getblocktemplate at http://quarry@127.0.0.1:19443/: Connection refused (code -1)"
+    pool.server.work_unavailable(reason)
+    pool.server.work_unavailable(reason)  # told once
     message = await client.notification("client.show_message")
-    assert "daemon unreachable" in message["params"][0]
+    assert message["params"] == [PAUSE_MESSAGE]  # nothing of the daemon
     with pytest.raises(TimeoutError):
         await client.notification("client.show_message", timeout=0.3)
     # no job is valid while there is no work: a share on the last one is stale, and not recorded
