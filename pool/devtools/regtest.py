@@ -22,6 +22,7 @@ import atexit
 import itertools
 import logging
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -73,12 +74,41 @@ class LitecoindNotFound(RegtestError):
 
 
 def find_litecoind(binary: str | os.PathLike[str] | None = None) -> str:
-    """The litecoind to run: `binary`, else $LITECOIND, else ``litecoind`` on PATH."""
+    """The litecoind to run: `binary`, else $LITECOIND, else ``litecoind`` on PATH; when that is a
+    shell wrapper, the program it runs (`behind_wrapper`)."""
     candidate = str(binary) if binary else os.environ.get("LITECOIND") or "litecoind"
     found = shutil.which(candidate)
     if found is None:
         raise LitecoindNotFound(f"{INSTALL_HINT} (looked for {candidate!r})")
-    return found
+    return behind_wrapper(found)
+
+
+#: A wrapper script's last word: ``exec /usr/lib/litecoin/litecoind "$@"``.
+_WRAPPER_EXEC = re.compile(rb"^[ \t]*exec[ \t]+(/\S+)", re.MULTILINE)
+
+
+def behind_wrapper(path: str) -> str:
+    """The program a shell wrapper at `path` ends by exec'ing; `path` itself when it is no script.
+
+    Debian's ``/usr/bin/litecoind`` is such a wrapper: before ``exec /usr/lib/litecoin/litecoind
+    "$@"`` it runs ``[ -e ~/.litecoin ] || mkdir ~/.litecoin`` and writes a ``litecoin.conf`` there.
+    Two nodes started at once on a machine without ``~/.litecoin`` race between the test and the
+    mkdir, and the loser exits with ``mkdir: cannot create directory '/root/.litecoin': File
+    exists`` (130 of 200 paired starts here). The nodes have their own ``-datadir`` and ``-conf`` and
+    need nothing from the home directory, so they run the real binary.
+    """
+    try:
+        with open(path, "rb") as file:
+            head = file.read(8192)
+    except OSError:
+        return path
+    if not head.startswith(b"#!"):
+        return path
+    for match in reversed(list(_WRAPPER_EXEC.finditer(head))):
+        target = match.group(1).decode(errors="replace")
+        if os.path.isfile(target) and os.access(target, os.X_OK):
+            return target
+    return path
 
 
 @dataclass
@@ -277,6 +307,9 @@ class RegtestNetwork:
         logger.debug("starting node%d: %s", node.index, " ".join(command))
         node.process = subprocess.Popen(
             command,
+            # Its own home as well: a wrapper `behind_wrapper` could not see through then writes into
+            # the node's directory, never into the user's home, and two nodes share nothing.
+            env={**os.environ, "HOME": str(node.datadir)},
             stdin=subprocess.DEVNULL,
             stdout=node.output,
             stderr=subprocess.STDOUT,

@@ -21,6 +21,8 @@ from pool.devtools.regtest import (
     LitecoindNotFound,
     RegtestError,
     RegtestNetwork,
+    behind_wrapper,
+    find_litecoind,
 )
 from pool.rpc.wire import DaemonError
 
@@ -109,6 +111,37 @@ def test_failed_start_cleans_up() -> None:
 def test_missing_binary_says_how_to_install() -> None:
     with pytest.raises(LitecoindNotFound, match="apt-get install -y litecoind"):
         RegtestNetwork(binary="/nonexistent/litecoind").start()
+
+
+def test_two_nodes_started_at_once_on_a_machine_without_litecoin_home(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fresh machine has no ~/.litecoin. Debian's /usr/bin/litecoind wrapper creates it with a
+    test-then-mkdir, and two nodes started at once used to race on it ("mkdir: cannot create
+    directory ... File exists", then "node1 exited with code 1"): most starts failed."""
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    for attempt in range(3):  # both nodes are launched back to back, then waited for
+        with RegtestNetwork(tmp_path / f"net{attempt}") as net:
+            assert [net.rpc(node, "getblockcount") for node in (0, 1)] == [0, 0]
+    assert list(home.iterdir()) == []  # nothing was written into the home directory
+
+
+def test_the_binary_behind_a_wrapper_is_run(tmp_path: Path) -> None:
+    real = find_litecoind()
+    with open(real, "rb") as binary:
+        assert binary.read(4) == b"\x7fELF"  # Debian's shell wrapper is seen through
+    wrapper = tmp_path / "litecoind"
+    wrapper.write_text(f'#!/bin/sh\nset -e\n[ -e ~/.litecoin ] || mkdir ~/.litecoin\nexec {real} "$@"\n')
+    wrapper.chmod(0o755)
+    assert find_litecoind(wrapper) == real
+    assert behind_wrapper(real) == real
+    # A script that runs nothing we can find is run as it is.
+    odd = tmp_path / "odd"
+    odd.write_text('#!/bin/sh\nexec litecoind-somewhere "$@"\n')
+    odd.chmod(0o755)
+    assert behind_wrapper(str(odd)) == str(odd)
 
 
 # -- templates before and after MWEB ------------------------------------------------------------------
