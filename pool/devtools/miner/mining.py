@@ -217,7 +217,7 @@ class StratumMiner(StratumClient):
         )
         if share.hash_int <= work.network_target:
             self.stats.blocks += 1
-            log.warning("%s share meets the network target: block candidate", self._prefix())
+            log.info("%s share meets the network target: block candidate", self._prefix())
             self._emit("block", job_id=work.job.job_id, nonce=f"{share.nonce:08x}")
         await self._drain()
 
