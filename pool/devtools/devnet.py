@@ -1,10 +1,20 @@
 """``pool devnet``: a whole pool on a private Litecoin regtest network, on this machine.
 
 Starts two connected regtest ``litecoind`` nodes in a temporary directory on loopback
-ports, pre-mines to just below MWEB activation (coinbase coins must mature before the
-MWEB peg-in), starts the pool and the built-in demo CPU miner speaking Stratum over TCP,
-pegs coins into MWEB when the chain reaches height 431 so that block 432 can be mined,
-keeps a segwit and an MWEB transaction in the mempool, and shows blocks as they are found.
+ports, pre-mines to height 431, just below MWEB activation, and pegs coins into MWEB there
+so that block 432 can be mined; then starts the pool and the built-in demo CPU miner
+speaking Stratum over TCP, keeps a segwit and an MWEB transaction in the mempool, and
+shows blocks as they are found. The pool's first block is the MWEB activation block.
+
+Why the peg-in comes before the pool (litecoind 0.21's behaviour): the first MWEB block's
+HogEx (integrating transaction) has no previous HogEx to spend, so its inputs are only the
+block's peg-ins. With no peg-in in the mempool, litecoind's block assembler still adds the
+HogEx, without inputs, and every ``getblocktemplate`` for block 432 fails with
+``CreateNewBlock: TestBlockValidity failed: bad-txns-vin-empty``. And its mempool refuses
+MWEB transactions (``mweb-before-activation``) until the tip is block 431, so a peg-in
+cannot wait in the mempool for the tip to get there. A pool that mines block 431 itself
+asks for the next template the moment 431 is its tip, before anyone can peg in, and gets
+that error: it has no work to hand out, and pauses its miners, until the peg-in arrives.
 """
 from __future__ import annotations
 
@@ -64,9 +74,9 @@ def devnet_config(net: RegtestNetwork, address: str, *, stratum_port: int = 0, d
     }, source="devnet")
 
 
-async def run_devnet(net: RegtestNetwork, *, blocks_wanted: int | None, premine_to: int = 420,
-                     miners: int = 1, difficulty: float = 0.05, timeout_s: float | None = None,
-                     stratum_port: int = 0, share_log: str = "", announce=print, api_port: int | None = 0,
+async def run_devnet(net: RegtestNetwork, *, blocks_wanted: int | None, miners: int = 1,
+                     difficulty: float = 0.05, timeout_s: float | None = None, stratum_port: int = 0,
+                     share_log: str = "", announce=print, api_port: int | None = 0,
                      before_stop: Callable[[DevnetReport], Awaitable[None]] | None = None) -> DevnetReport:
     """Mine through the pool until ``blocks_wanted`` blocks are accepted (None: until cancelled), with
     the stats page and API on ``api_port`` (0: a free port; None: none). ``before_stop`` is awaited
@@ -74,16 +84,13 @@ async def run_devnet(net: RegtestNetwork, *, blocks_wanted: int | None, premine_
     from pool.api.app import run_api
     from pool.devtools.miner import run_miner
 
-    height = await asyncio.to_thread(net.height)
-    if height < premine_to:
-        announce(f"pre-mining {premine_to - height} blocks to height {premine_to} ...")
-        await asyncio.to_thread(net.generate, premine_to - height)
+    report = DevnetReport()
+    await _premine_and_peg_in(net, report, announce)
     address = await asyncio.to_thread(net.rpc, 0, "getnewaddress", "pool", "bech32")
     config = devnet_config(net, address, stratum_port=stratum_port, difficulty=difficulty, share_log=share_log,
                            api_port=api_port or 0)
     shutdown = asyncio.Event()
     ready: asyncio.Future[RunningPool] = asyncio.get_running_loop().create_future()
-    report = DevnetReport()
     pool_task = asyncio.ensure_future(run_pool(config, shutdown, on_ready=ready.set_result))
     api_task: asyncio.Future | None = None
     try:
@@ -161,14 +168,27 @@ async def run_devnet(net: RegtestNetwork, *, blocks_wanted: int | None, premine_
             logger.exception("pool stopped with an error")
 
 
-async def _tend_mempool(net: RegtestNetwork, report: DevnetReport, announce) -> None:
-    """Peg in at height 431 (block 432 needs it); keep a segwit and an MWEB transaction waiting."""
+async def _premine_and_peg_in(net: RegtestNetwork, report: DevnetReport, announce) -> None:
+    """Mine to height 431 and peg 1 LTC into MWEB, before the pool asks for a template (see the
+    module's docstring: litecoind cannot build block 432 without a peg-in, and takes none earlier).
+    A chain already past activation (a kept ``--data-dir``) needs neither."""
     height = await asyncio.to_thread(net.height)
-    if height == MWEB_ACTIVATION_HEIGHT - 1 and report.mweb_pegged_at is None:
+    last_before_mweb = MWEB_ACTIVATION_HEIGHT - 1
+    if height < last_before_mweb:
+        announce(f"pre-mining {last_before_mweb - height} blocks to height {last_before_mweb} ...")
+        await asyncio.to_thread(net.generate, last_before_mweb - height)
+        height = last_before_mweb
+    if height == last_before_mweb:
         pegin = await asyncio.to_thread(net.rpc, 0, "getnewaddress", "", "mweb")
         await asyncio.to_thread(net.rpc, 0, "sendtoaddress", pegin, Decimal(1))
         report.mweb_pegged_at = height
-        announce(f"height {height}: pegged 1 LTC into MWEB so that block {MWEB_ACTIVATION_HEIGHT} can be mined")
+        announce(f"height {height}: pegged 1 LTC into MWEB so that block {MWEB_ACTIVATION_HEIGHT} "
+                 "(MWEB activation) can be mined")
+
+
+async def _tend_mempool(net: RegtestNetwork, report: DevnetReport, announce) -> None:
+    """Keep a segwit and an MWEB transaction waiting."""
+    height = await asyncio.to_thread(net.height)
     mempool = await asyncio.to_thread(net.rpc, 0, "getrawmempool")
     if not mempool and height >= 101:
         txid = await asyncio.to_thread(net.send_segwit_tx, Decimal("0.1"))

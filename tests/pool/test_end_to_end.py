@@ -2,14 +2,16 @@
 
 - a block built from a job (coinbase, merkle branch, 0x01 + MWEB bytes) is accepted by
   submitblock, before and after MWEB activation, with segwit and MWEB transactions;
-- the demo miner finds at least 20 blocks through the pool over Stratum/TCP across MWEB
-  activation; every one is on the main chain of both nodes;
+- the demo miner finds at least 20 blocks through the pool over Stratum/TCP from the MWEB
+  activation block on; every one is on the main chain of both nodes; the pool never pauses its
+  miners and nothing logs a warning;
 - a new block on the other node reaches miners as a clean job; the -blocknotify hook works;
 - the daemon going away pauses work, its return resumes it.
 """
 from __future__ import annotations
 
 import asyncio
+import logging
 import subprocess
 import sys
 import time
@@ -79,7 +81,7 @@ def test_blocks_built_by_jobs_are_accepted(network):
     assert verdict in ("mweb-missing", -22)
 
 
-async def test_demo_miner_finds_20_blocks_across_mweb_activation():
+async def test_demo_miner_finds_20_blocks_from_mweb_activation_on(caplog):
     net = RegtestNetwork()
     await asyncio.to_thread(net.start)
     try:
@@ -102,13 +104,17 @@ async def test_demo_miner_finds_20_blocks_across_mweb_activation():
                             break
                         await asyncio.sleep(0.5)
 
-        report = await run_devnet(net, blocks_wanted=20, premine_to=421, timeout_s=300, announce=lines.append,
+        report = await run_devnet(net, blocks_wanted=20, timeout_s=300, announce=lines.append,
                                   before_stop=read_stats_page)
         heights = sorted(record.height for record in report.accepted)
         print("\n".join(lines))
         assert len(heights) >= 20
-        assert heights[0] < MWEB_ACTIVATION_HEIGHT <= heights[-1], heights
+        assert heights[0] == MWEB_ACTIVATION_HEIGHT, heights  # the pool mined the activation block
         assert report.mweb_pegged_at == MWEB_ACTIVATION_HEIGHT - 1
+        # No getblocktemplate failure around activation (bad-txns-vin-empty paused the miners) and
+        # block candidates logged at INFO: a normal run shows no warning.
+        warnings = [f"{r.name}: {r.getMessage()}" for r in caplog.records if r.levelno >= logging.WARNING]
+        assert not warnings, warnings
         assert any(line.startswith(f"stats page: http://127.0.0.1:{report.api_port}/") for line in lines)
         status, page = seen_by_api["page"]
         assert status == 200 and "<html" in page.lower()
