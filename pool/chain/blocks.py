@@ -275,6 +275,10 @@ class BlockSubmitter:
 
     def _finish(self, record: BlockRecord, status: str, detail: str) -> None:
         record = _with_status(record, status, detail)
+        # The one line the pool logs for a block (the recorders log it at DEBUG at most).
+        logger.log(logging.WARNING if status == "rejected" else logging.INFO,
+                   "block %d %s found by %s.%s: %s (%s)", record.height, record.hash,
+                   record.address or "?", record.worker or "?", status, record.detail)
         self.results.append(record)
         self.recorder.record_block(record)
 

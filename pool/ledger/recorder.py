@@ -1,9 +1,9 @@
 """Where accepted shares and block candidates go.
 
 The ``Recorder`` interface is what the Stratum server calls; ``LogRecorder`` keeps a log of
-every accepted share and every block (JSON lines, appended to a file when one is configured,
-and block candidates always in the pool's log).  The PostgreSQL ledger implements the same
-interface.
+every accepted share and every block (JSON lines, appended to a file when one is configured).
+The PostgreSQL ledger implements the same interface.  The pool's own log has one line per
+block, from the block submitter once the block's fate is known.
 """
 from __future__ import annotations
 
@@ -100,7 +100,7 @@ class LogRecorder:
 
     def record_block(self, block: BlockRecord) -> None:
         self.blocks.append(block)
-        logger.info("block %s at height %d: %s %s", block.hash, block.height, block.status, block.detail)
+        logger.debug("block %s at height %d: %s %s", block.hash, block.height, block.status, block.detail)
         if self._file:
             self._buffer.append(orjson.dumps({"type": "block", **asdict(block)}) + b"\n")
             self.flush()

@@ -45,9 +45,15 @@ async def submit(net, result, urls=None) -> list:
     return submitter.results, accepted
 
 
-async def test_block_goes_to_every_daemon_and_is_verified(network):
+async def test_block_goes_to_every_daemon_and_is_verified(network, caplog):
+    caplog.set_level(logging.DEBUG)
     result = await asyncio.to_thread(lambda: solve(job_from_node(network, "b1")))
     results, accepted = await submit(network, result)
+    # One line in the pool's log names the block's height, hash and finder, once.
+    lines = [r for r in caplog.records
+             if r.levelno >= logging.INFO and result.block_hash_hex in r.getMessage()]
+    assert [r.getMessage().split(" (")[0] for r in lines] == [
+        f"block {result.job.height} {result.block_hash_hex} found by rltc1qexample.rig: accepted"]
     assert results[0].status == "accepted" and accepted == [1]
     assert results[0].detail.count("accepted") + results[0].detail.count("duplicate") + \
         results[0].detail.count("inconclusive") == 2  # one verdict per daemon
