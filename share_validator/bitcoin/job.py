@@ -207,8 +207,12 @@ class Job:
         self.pow_code = coin.algorithm.pow_code
         self.network_target = bits_to_target(template.bits)
         self.network_difficulty = target_to_difficulty(coin.diff1_target, self.network_target)
+        # The job id in the coinbase makes every job's headers its own: the same extranonce, ntime
+        # and nonce on two jobs of one template are two different shares, so the validator keeps
+        # a job's duplicate set only while the job is valid.
         self.coinb1, self.coinb2 = build_coinbase(
-            template, payout_script, list(extra_outputs), pool_tag, EXTRANONCE1_SIZE + extranonce2_size
+            template, payout_script, list(extra_outputs), pool_tag, EXTRANONCE1_SIZE + extranonce2_size,
+            job_tag=job_id.encode(),
         )
         self.branch = merkle_branch(template.txids)
         self.branch_bytes = b"".join(self.branch)
@@ -245,18 +249,23 @@ def build_coinbase(
     extra_outputs: list[tuple[bytes, int]],
     pool_tag: bytes,
     extranonce_size: int,
+    *,
+    job_tag: bytes = b"",
 ) -> tuple[bytes, bytes]:
     """Coinbase transaction (without witness) split around the extranonce: (coinb1, coinb2).
 
-    scriptSig = BIP34 height | push of the extranonce (extranonce1 + extranonce2) | push of the pool tag.
+    scriptSig = BIP34 height | push of the job tag (the job id) | push of the extranonce
+    (extranonce1 + extranonce2) | push of the pool tag; empty tags are left out.
     Outputs: the payout script with what the extra outputs leave of the coinbase value, the
     extra outputs, then the witness commitment (value 0) when the template has one.
     """
     height_push = push_int(template.height)
+    job_push = push_data(job_tag) if job_tag else b""
     tag_push = push_data(pool_tag) if pool_tag else b""
-    script_length = len(height_push) + 1 + extranonce_size + len(tag_push)
+    script_length = len(height_push) + len(job_push) + 1 + extranonce_size + len(tag_push)
     if script_length > MAX_COINBASE_SCRIPT:
-        raise ValueError(f"coinbase scriptSig would be {script_length} bytes (max {MAX_COINBASE_SCRIPT}): shorten the pool tag")
+        raise ValueError(f"coinbase scriptSig would be {script_length} bytes (max {MAX_COINBASE_SCRIPT}): "
+                         "shorten the pool tag (or the job id)")
     extra_total = sum(value for _, value in extra_outputs)
     if any(value < 0 for _, value in extra_outputs) or extra_total > template.coinbase_value:
         raise ValueError("extra coinbase outputs exceed the coinbase value")
@@ -270,6 +279,7 @@ def build_coinbase(
         + bytes(32) + b"\xff\xff\xff\xff"  # the null prevout
         + varint(script_length)
         + height_push
+        + job_push
         + bytes([extranonce_size])  # direct push of the extranonce
     )
     coinb2 = (

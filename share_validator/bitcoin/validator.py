@@ -4,12 +4,18 @@
 2. the worker is authorized on this connection (24), the job is known to it (21);
 3. ntime within [template mintime, template curtime + ntime_future_s] (20);
 4. version bits only inside the negotiated mask (20);
-5. hash; duplicate by the resulting block hash, per chain tip (22);
+5. hash; duplicate by the resulting block hash, per job (22);
 6. exact compare against the target of the difficulty the job was sent at (23);
 7. block check on every hashed share: stale and low-difficulty ones too.
 
 Pure code: no sockets, no clock, no database.  ``MinerState`` is what a connection
 knows; ``ShareValidator`` holds the jobs and the duplicate sets.
+
+A job's coinbase carries its job id, so no two jobs share a header: duplicates are looked
+for among the shares of the same job, and a job's set goes when the job does.  The jobs
+still valid are the newest ``max_jobs_per_tip`` of the current chain tip and as many older
+ones (the previous tip's, or the current tip's pushed out); so memory stays flat however long
+a block takes: at most (2 x max_jobs_per_tip) jobs' worth of shares.
 """
 from __future__ import annotations
 
@@ -146,7 +152,7 @@ class PreparedBatch:
 
 
 class ShareValidator:
-    """Jobs by id (current chain tip, plus the previous tip's as stale) and duplicate sets."""
+    """Jobs by id (current chain tip, plus older ones as stale) and a duplicate set per job."""
 
     def __init__(self, coin: Coin, *, ntime_future_s: int = 600, max_jobs_per_tip: int = 64) -> None:
         self.coin = coin
@@ -159,21 +165,27 @@ class ShareValidator:
         self._first_pass = hashing.POW_DEFERRED if self._scrypt else hashing.POW_SHA256D
         self.jobs: dict[str, Job] = {}
         self.stale_jobs: dict[str, Job] = {}
-        self._seen: dict[bytes, set[bytes]] = {}
+        self._seen: dict[str, set[bytes]] = {}  # job id -> the shares' block hash prefixes
 
     # -- jobs ------------------------------------------------------------------------
 
     def add_job(self, job: Job, clean: bool) -> None:
-        """A new job; ``clean`` (new chain tip) turns the current jobs into stale ones."""
+        """A new job; ``clean`` (new chain tip) retires the current jobs (`retire_jobs`).  Past
+        ``max_jobs_per_tip`` the oldest current job turns stale, and past as many stale jobs the
+        oldest stale one goes.  A job's duplicate set goes with the job."""
         if clean:
             self.retire_jobs()
-        self.jobs[job.job_id] = job
-        while len(self.jobs) > self.max_jobs_per_tip:
-            oldest = next(iter(self.jobs))
-            self.stale_jobs[oldest] = self.jobs.pop(oldest)
-        live_tips = {j.prevhash for j in self.jobs.values()} | {j.prevhash for j in self.stale_jobs.values()}
-        for tip in [tip for tip in self._seen if tip not in live_tips]:
-            del self._seen[tip]
+        jobs, stale = self.jobs, self.stale_jobs
+        jobs[job.job_id] = job
+        while len(jobs) > self.max_jobs_per_tip:
+            oldest = next(iter(jobs))
+            stale[oldest] = jobs.pop(oldest)
+        while len(stale) > self.max_jobs_per_tip:
+            del stale[next(iter(stale))]
+        seen = self._seen
+        seen.setdefault(job.job_id, set())
+        for gone in [job_id for job_id in seen if job_id not in jobs and job_id not in stale]:
+            del seen[gone]
 
     def retire_jobs(self) -> int:
         """The chain tip moved past the current jobs (or no template can be had): they become the
@@ -308,6 +320,8 @@ class ShareValidator:
             stale = True
             if job is None:
                 raise ShareRejected(Reject.JOB_NOT_FOUND)
+        # Taken now: a batch's job may go before the batch is finished; its shares still meet.
+        seen = self._seen[pool_job_id]
         # 3. ntime window, from the template's own times
         ntime = int(ntime_hex, 16)
         if ntime < job.mintime or ntime > job.ntime + self.ntime_future_s:
@@ -326,10 +340,10 @@ class ShareValidator:
         nonce = int(nonce_hex, 16)
         out = job.hasher.share_hash(pow_algo, state.extranonce1, extranonce2, version, ntime, nonce)
         result = ShareResult(None, worker, job, difficulty.value, extranonce2, ntime, nonce, version)
-        return result, job, difficulty, state.extranonce1, stale, out
+        return result, job, difficulty, state.extranonce1, stale, out, seen
 
     def _finish(self, prepared: tuple, pow_hash: bytes) -> ShareResult:
-        result, job, difficulty, extranonce1, stale, out = prepared
+        result, job, difficulty, extranonce1, stale, out, seen = prepared
         header = out[:80]
         block_hash = out[112:]
         result.header = header
@@ -337,9 +351,6 @@ class ShareValidator:
         result.block_hash = block_hash
         hash_int = int.from_bytes(pow_hash, "little")
         result.actual_difficulty = self._diff1 / (hash_int or 1)
-        seen = self._seen.get(job.prevhash)
-        if seen is None:
-            seen = self._seen[job.prevhash] = set()
         key = block_hash[:8]
         if key in seen:
             result.reject = Reject.DUPLICATE

@@ -116,6 +116,19 @@ def test_job_notify_fields_follow_the_wire_conventions():
     assert coinb1 == job.coinb1.hex() and coinb2 == job.coinb2.hex()
 
 
+def test_every_job_has_its_own_coinbase():
+    """Two jobs of one template differ in their coinbase (the job id), so the same extranonce, ntime
+    and nonce never give the same header on two jobs: duplicates are per job."""
+    first, second = make_job(), make_job()
+    assert first.coinb1 == second.coinb1  # same job id, same template
+    coin = get_coin("litecoin")
+    other = Job("20", coin, first.template, payout_script=bytes.fromhex("0014") + bytes(range(20)),
+                pool_tag=b"/quarry/", extranonce2_size=4)
+    assert other.coinb1 != first.coinb1 and other.coinb2 == first.coinb2
+    extranonce = bytes.fromhex("01020304"), bytes.fromhex("0a0b0c0d")
+    assert hashing.sha256d(other.coinbase(*extranonce)) != hashing.sha256d(first.coinbase(*extranonce))
+
+
 def test_coinbase_structure():
     job = make_job()
     coinbase = job.coinbase(bytes.fromhex("01020304"), bytes.fromhex("0a0b0c0d"))
@@ -123,7 +136,7 @@ def test_coinbase_structure():
     assert tx["stripped"] == coinbase
     script_offset, script_length = tx["inputs"][0]
     script = coinbase[script_offset:script_offset + script_length]
-    assert script.startswith(push_int(2265985))
+    assert script.startswith(push_int(2265985) + b"\x021f")  # height, then the job id
     assert bytes.fromhex("0801020304" "0a0b0c0d") in script
     assert script.endswith(b"\x08/quarry/")
     assert 2 <= script_length <= 100

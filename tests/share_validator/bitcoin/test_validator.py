@@ -214,22 +214,63 @@ def test_duplicate_is_22_even_under_another_job_id(use_backend, coin):
     assert pool.submit().accepted
     again = pool.submit()
     assert again.reject is Reject.DUPLICATE and again.code == 22
-    # The same work under a second job id with identical content is the same header.
+    # The same job re-sent under another wire id (a difficulty change) is the same header.
+    pool.state.job_sent(first_job, pool.difficulty, wire_id="alias")
+    assert pool.submit(job_id="alias").reject is Reject.DUPLICATE
+    # A second job of the same template is other work: its coinbase carries its job id.
     pool.new_job(clean=False)
+    second = pool.submit()
+    assert second.accepted and second.header != again.header
     assert pool.submit().reject is Reject.DUPLICATE
     assert pool.submit(job_id=first_job, nonce="00000001").accepted
     # A different extranonce2 is different work.
     assert pool.submit(extranonce2="00000001").accepted
 
 
-def test_duplicates_forgotten_with_the_chain_tip():
+def test_duplicates_forgotten_with_the_job():
     pool = Pool()
     assert pool.submit().accepted
     pool.new_job(clean=True, prev="11" * 32)
     assert pool.submit().accepted  # new tip, new header
     pool.new_job(clean=True, prev="22" * 32)
-    # Only the current and the previous tip keep duplicate sets.
-    assert set(pool.validator._seen) <= {bytes.fromhex("11" * 32)[::-1], bytes.fromhex("22" * 32)[::-1]}
+    # Only the jobs still valid (the current and the previous tip's) keep duplicate sets.
+    validator = pool.validator
+    assert set(validator._seen) == set(validator.jobs) | set(validator.stale_jobs) == {"2", "3"}
+
+
+def test_a_long_block_keeps_duplicates_of_the_valid_jobs_only():
+    """One chain tip, new jobs all along (template refreshes): the jobs still valid are the newest
+    max_jobs_per_tip current ones and as many stale ones; the duplicate sets follow them."""
+    pool = Pool()
+    pool.validator = validator = ShareValidator(pool.coin, max_jobs_per_tip=4)
+    pool.state.max_jobs = 64
+    shares_per_job = 5
+    first = None
+    for n in range(30):
+        job = pool.new_job(clean=n == 0)
+        first = first or job.job_id
+        for nonce in range(shares_per_job):
+            assert pool.submit(nonce=f"{nonce:08x}").accepted
+        assert len(validator.jobs) <= 4 and len(validator.stale_jobs) <= 4
+        assert set(validator._seen) == set(validator.jobs) | set(validator.stale_jobs)
+        assert sum(map(len, validator._seen.values())) <= 8 * shares_per_job
+    # A job pushed out of the current ones is stale while it is still valid; then it is gone.
+    stale_id = next(iter(validator.stale_jobs))
+    assert pool.submit(job_id=stale_id, nonce="00000000").reject is Reject.DUPLICATE  # its set is kept
+    assert pool.submit(job_id=stale_id, nonce="00000100").reject is Reject.STALE
+    assert pool.submit(job_id=first, nonce="00000000").reject is Reject.JOB_NOT_FOUND
+
+
+def test_duplicates_in_a_batch_meet_though_their_job_went_meanwhile(use_backend):
+    pool = Pool("litecoin")
+    batch = pool.validator.prepare_batch([(pool.state, [WORKER, pool.job.job_id, "00000000", f"{CURTIME:08x}",
+                                                        "00000000"])] * 2)
+    # Two new chain tips while the batch is hashed elsewhere: its job is dropped.
+    pool.new_job(clean=True, prev="11" * 32)
+    pool.new_job(clean=True, prev="22" * 32)
+    headers = pool.validator.batch_inputs(batch)
+    results = pool.validator.finish_batch(batch, pool.validator.hash_each(headers))
+    assert results[0].accepted and results[1].reject is Reject.DUPLICATE
 
 
 @pytest.mark.parametrize("coin", COINS)
