@@ -6,7 +6,7 @@ bucket from the 24 h window's: a miner's page then costs no scan of its aggregat
 per page across the table. Money (balance, payments, daily earnings) is read by index lookups, in one
 statement for the miner pages asked for at the same time (`Batched`), and kept in memory until a
 transaction that changes balances, the journal or payments commits (the tables' triggers NOTIFY
-``quarry_ledger``; `MinerQueries.watch_ledger` listens).
+``quarry_ledger`` once per statement, naming its miners; `MinerQueries.watch_ledger` listens).
 """
 from __future__ import annotations
 
@@ -211,14 +211,17 @@ class MinerQueries(PoolQueries):
         return True
 
     def ledger_changed(self, _connection: Any = None, _pid: int = 0, _channel: str = "", payload: str = "") -> None:
-        """A transaction that changed money committed: forget what was read of the miner it names
-        ("POOL ADDRESS"), or of everyone ("": then read them all again soon, `_prefetch_money`). A read
-        that was running meanwhile is not kept (the generation moved on)."""
+        """A transaction that changed money committed: forget what was read of the miners it names
+        ("POOL ADDRESS ADDRESS ...", one notification per statement), or of everyone ("": then read
+        them all again soon, `_prefetch_money`). A read that was running meanwhile is not kept (the
+        generation moved on)."""
         self._money_generation += 1
         if payload:
-            pool, _, address = payload.partition(" ")
+            pool, *addresses = payload.split(" ")
             if pool == self.pool:
-                self._money.pop(address, None)
+                money = self._money
+                for address in addresses:
+                    money.pop(address, None)
             return
         self._money.clear()
         self._money_dirty.set()
