@@ -35,6 +35,7 @@ from pool.devtools.miner.work import WorkUnit, make_work_unit, rolled_version, s
 log = logging.getLogger(__name__)
 
 MAX_CONSECUTIVE_REDIRECTS = 10
+STALE_CODE = 21  # Stratum: job not found (stale)
 
 
 class StratumMiner(StratumClient):
@@ -244,7 +245,10 @@ class StratumMiner(StratumClient):
         code, text = error if error is not None else (None, f"result {message.get('result')!r}")
         self.stats.rejected += 1
         self.stats.rejected_by_code[code] = self.stats.rejected_by_code.get(code, 0) + 1
-        log.warning("%s rejected (%s): %s", self._prefix(), code, text[:200])
+        # A stale share (21: its job is gone, the chain moved on) is what every miner sends now and
+        # then after a new block; on regtest, where every share is a block, after nearly every one.
+        log.log(logging.INFO if code == STALE_CODE else logging.WARNING,
+                "%s rejected (%s): %s", self._prefix(), code, text[:200])
         self._emit("rejected", code=code, reason=text[:200], **fields)
 
     # ---------------------------------------------------------------- connection lifecycle
