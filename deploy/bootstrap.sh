@@ -35,5 +35,10 @@ PYTHON=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
-.venv/bin/python -m pip install -q --upgrade pip >/dev/null
-.venv/bin/python -m pip install -q -e '.[test]'
+# pip's output goes to a log, shown only when an install fails (a newcomer's first screen stays readable).
+log=.venv/bootstrap-pip.log
+if ! { .venv/bin/python -m pip install -q --upgrade pip && .venv/bin/python -m pip install -q -e '.[test]'; } >"$log" 2>&1; then
+  cat "$log" >&2
+  echo "bootstrap: installing the pool into .venv failed (the pip output is above and in $log)" >&2
+  exit 1
+fi
