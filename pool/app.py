@@ -25,6 +25,7 @@ from pool.chain.work import WorkSource
 from pool.config import API_DSN_ENV, PoolConfig
 from pool.ledger.database import connect_pool, drop_share_partitions_before, ensure_share_partitions, migrate
 from pool.ledger.embedded_postgres import PgServer
+from pool.ledger.orphaned_postgres import lock_data_dir, stop_orphaned_server
 from pool.ledger.recorder import FanoutRecorder, LogRecorder, Recorder
 from pool.ledger.writer import LedgerProcess
 from pool.rpc.client import DaemonClient
@@ -68,6 +69,8 @@ async def open_database(config: PoolConfig) -> tuple[asyncpg.Pool, PgServer | No
     embedded = None
     dsn = config.database.dsn
     if not dsn:
+        lock_data_dir(config.data_dir)   # refuses when a live pool uses this data directory
+        await asyncio.to_thread(stop_orphaned_server, embedded_postgres_dir(config))
         embedded = PgServer(embedded_postgres_dir(config), make_traversable=True)
         await asyncio.to_thread(embedded.start)
         dsn = embedded.dsn
