@@ -1,10 +1,10 @@
-"""The embedded PostgreSQL left running by a ``pool run`` that died (SIGKILL, OOM killer, power cut of
-the pool's process only).
+"""The embedded PostgreSQL left running by a ``pool run`` that died (SIGKILL, the OOM killer).
 
 The postmaster runs in its own session, so it outlives a pool killed with SIGKILL, and PostgreSQL
 allows one server per data directory: the next ``pool run`` could not start its own.  Which pool
 owns ``<data_dir>/postgres`` is told by an exclusive ``flock`` on ``<data_dir>/pool.lock``, held by
-``pool run`` for its whole life and released by the kernel however the process ends (the postmaster
+``pool run`` for its whole life (and by a one-off command that starts its own server there, both
+through ``open_database``) and released by the kernel however the process ends (the postmaster
 and the ledger writer do not inherit it).  A second ``pool run`` on a live pool's data directory
 fails to take it and refuses to start; a pool that takes it and finds a server still running there
 knows that server's pool is dead, and stops it before starting its own.
@@ -46,7 +46,8 @@ def lock_data_dir(data_dir: str | os.PathLike[str]) -> None:
         fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         handle.close()
-        raise DataDirInUse(f"another pool run uses the data directory {path.parent} (it holds {path})") from None
+        raise DataDirInUse(f"another pool run uses the data directory {path.parent} (or a one-off command "
+                           f"running its own server there; it holds {path})") from None
     handle.seek(0)
     handle.truncate()
     handle.write(f"{os.getpid()}\n".encode())
