@@ -15,14 +15,9 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import socket
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import asyncpg
-import pytest
+from pool_process import start_pool, wait_for_port
 
 from payouts.ledger import check_invariant
 from pool.devtools.miner import run_miner
@@ -59,25 +54,6 @@ payments_enabled = false
 enabled = false
 metrics_listen = ""
 """
-
-
-def start_pool(config: Path, log: Path) -> subprocess.Popen:
-    with open(log, "ab") as out:
-        return subprocess.Popen([sys.executable, "-m", "pool.cli", "run", "-c", str(config)], stdout=out,
-                                stderr=subprocess.STDOUT)
-
-
-def wait_for_port(port: int, process: subprocess.Popen, timeout: float = 90.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"pool run exited with {process.returncode}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return
-        except OSError:
-            time.sleep(0.2)
-    raise AssertionError("pool run did not open its Stratum port")
 
 
 async def mine(port: int, address: str, shares: int) -> int:

@@ -8,18 +8,16 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
-from pathlib import Path
 
 import asyncpg
 import pytest
+from pool_process import postmaster_pid, wait_for_port
 
 from pool.devtools.regtest import RegtestNetwork
-from pool.localnet import free_loopback_port
 from pool.ledger.running_postgres import running_server_dsn
+from pool.localnet import free_loopback_port
 
 CONFIG = """
 [pool]
@@ -41,26 +39,6 @@ metrics_listen = ""
 def pool_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "pool.cli", *args], capture_output=True, text=True,
                           timeout=timeout)
-
-
-def wait_for_port(port: int, process: subprocess.Popen, timeout: float = 90.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"pool run exited with {process.returncode}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return
-        except OSError:
-            time.sleep(0.2)
-    raise AssertionError("pool run did not open its Stratum port")
-
-
-def postmaster_pid(data_dir: Path) -> int | None:
-    try:
-        return int((data_dir / "postgres" / "data" / "postmaster.pid").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return None
 
 
 @pytest.fixture(scope="module")

@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import asyncpg
+from pool_process import postmaster_pid, start_pool, wait_for_port
 
 from pool.devtools.miner import run_miner
 from pool.devtools.regtest import RegtestNetwork
@@ -41,32 +40,6 @@ flush_interval_s = 0.2
 enabled = false
 metrics_listen = ""
 """
-
-
-def wait_for_port(port: int, process: subprocess.Popen, timeout: float = 90.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"pool run exited with {process.returncode}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return
-        except OSError:
-            time.sleep(0.2)
-    raise AssertionError("pool run did not open its Stratum port")
-
-
-def postmaster_pid(data_dir: Path) -> int | None:
-    try:
-        return int((data_dir / "postgres" / "data" / "postmaster.pid").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def start_pool(config: Path, log: Path) -> subprocess.Popen:
-    with open(log, "ab") as out:
-        return subprocess.Popen([sys.executable, "-m", "pool.cli", "run", "-c", str(config)], stdout=out,
-                                stderr=subprocess.STDOUT)
 
 
 async def stored_shares(data_dir: Path) -> int:
